@@ -1,0 +1,28 @@
+/* error.c — human messages for TLCM_E* codes (see error.h). */
+#include "engine/error.h"
+
+const char *tlcm_strerror(int code)
+{
+	switch (code) {
+	case TLCM_OK: return "success";
+	case TLCM_EINVAL: return "invalid argument";
+	case TLCM_ENOMEM: return "out of memory";
+	case TLCM_ENOSPC: return "no space left";
+	case TLCM_EBADMSG: return "malformed message";
+	case TLCM_EIO: return "input/output error";
+	case TLCM_ENOENT: return "not found";
+	case TLCM_EEXIST: return "already exists";
+	case TLCM_EAGAIN: return "resource temporarily unavailable";
+	case TLCM_ETIMEDOUT: return "timed out";
+	case TLCM_ECLOSED: return "closed";
+	case TLCM_EPARSE: return "parse error";
+	case TLCM_ECORRUPT: return "data corrupt";
+	case TLCM_EBUSY: return "busy";
+	case TLCM_ETOOBIG: return "too large";
+	case TLCM_ENOTSUP: return "not supported";
+	case TLCM_EPERM: return "not permitted";
+	case TLCM_EPROTO: return "protocol error";
+	case TLCM_EINTERNAL: return "internal error";
+	default: return "unknown error";
+	}
+}
