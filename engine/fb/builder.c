@@ -332,7 +332,8 @@ tlcm_fbb_ref_t tlcm_fbb_table_end(tlcm_fbb_t *b)
 	uint32_t vt_ref = (uint32_t)b->used;
 	for (unsigned i = 0; i < b->nvtables; i++) {
 		const uint8_t *old = b->buf + b->cap - b->vtables[i];
-		if (memcmp(old, vt, vsize) == 0) {
+		/* sizes first: a shorter vtable may end the buffer */
+		if (memcmp(old, vt, 2) == 0 && memcmp(old, vt, vsize) == 0) {
 			b->used -= vsize;
 			vt_ref = b->vtables[i];
 			break;

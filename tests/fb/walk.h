@@ -17,6 +17,13 @@ static inline uint64_t walk_mix(uint64_t h, uint64_t v)
 	return (h ^ v) * 0x100000001b3ull;
 }
 
+static inline uint64_t walk_dbl(uint64_t h, double d)
+{
+	uint64_t v;
+	memcpy(&v, &d, sizeof v);
+	return walk_mix(h, v);
+}
+
 static inline uint64_t walk_str(uint64_t h, const char *s)
 {
 	return s ? walk_mix(h, strlen(s)) : h;
@@ -56,12 +63,12 @@ static inline uint64_t walk_all(t_all_All_table_t t)
 	h = walk_mix(h, t_all_All_u32(t));
 	h = walk_mix(h, (uint64_t)t_all_All_i64(t));
 	h = walk_mix(h, t_all_All_u64(t));
-	h = walk_mix(h, (uint64_t)t_all_All_f32(t));
-	h = walk_mix(h, (uint64_t)t_all_All_f64(t));
+	h = walk_dbl(h, t_all_All_f32(t));
+	h = walk_dbl(h, t_all_All_f64(t));
 	h = walk_mix(h, (uint64_t)t_all_All_color(t));
 	h = walk_mix(h, t_all_All_flags(t));
 	h = walk_mix(h, (uint64_t)t_all_All_opt_i(t));
-	h = walk_mix(h, (uint64_t)t_all_All_opt_f(t));
+	h = walk_dbl(h, t_all_All_opt_f(t));
 	h = walk_mix(h, t_all_All_opt_b(t));
 	h = walk_str(h, t_all_All_name(t));
 	h = walk_mix(h, t_all_All_name_len(t));
@@ -79,7 +86,7 @@ static inline uint64_t walk_all(t_all_All_table_t t)
 	for (size_t i = 0; i < t_all_All_bools_len(t); i++)
 		h = walk_mix(h, t_all_All_bools_at(t, i));
 	for (size_t i = 0; i < t_all_All_doubles_len(t); i++)
-		h = walk_mix(h, (uint64_t)t_all_All_doubles_at(t, i));
+		h = walk_dbl(h, t_all_All_doubles_at(t, i));
 	for (size_t i = 0; i < t_all_All_longs_len(t); i++)
 		h = walk_mix(h, t_all_All_longs_at(t, i));
 	h = walk_mem(h, t_all_All_colors(t), t_all_All_colors_len(t));
@@ -97,7 +104,7 @@ static inline uint64_t walk_all(t_all_All_table_t t)
 	h = walk_mix(h, walk_all(t_all_All_nested(t)));
 	for (size_t i = 0; i < t_all_All_children_len(t); i++)
 		h = walk_mix(h, walk_all(t_all_All_children_at(t, i)));
-	h = walk_mix(h, (uint64_t)t_all_All_inf_d(t));
+	h = walk_dbl(h, t_all_All_inf_d(t));
 	h = walk_mix(h, (uint64_t)t_all_All_min_i64(t));
 	return h;
 }

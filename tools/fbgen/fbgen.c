@@ -680,10 +680,12 @@ static void emit_enum(gen_t *g, const enum_t *e)
 	if (e->is_union) {
 		P("/* union %s */\ntypedef uint8_t %s_union_type_t;\n", e->name,
 		  cn);
-		for (size_t i = 0; i < e->nvals; i++)
-			P("#define %s_%s ((%s_union_type_t)%lld)\n", cn,
-			  cname_of(e->vals[i].name), cn,
-			  (long long)e->vals[i].value);
+		for (size_t i = 0; i < e->nvals; i++) {
+			char *vn = cname_of(e->vals[i].name);
+			P("#define %s_%s ((%s_union_type_t)%lld)\n", cn, vn,
+			  cn, (long long)e->vals[i].value);
+			free(vn);
+		}
 		P("\nstatic inline const char *%s_name(%s_union_type_t v)\n{\n"
 		  "\tswitch (v) {\n", cn, cn);
 	} else {
@@ -1270,6 +1272,30 @@ static int emit(gen_t *g, const char *guard)
 
 /* ---- command line --------------------------------------------------------- */
 
+static void schema_free(schema_t *s)
+{
+	for (size_t i = 0; s->objs && i < s->nobjs; i++) {
+		object_t *o = &s->objs[i];
+		for (size_t j = 0; o->fields && j < o->nfields; j++)
+			free(o->fields[j].name);
+		free(o->fields);
+		free(o->name);
+		free(o->cname);
+	}
+	for (size_t i = 0; s->enums && i < s->nenums; i++) {
+		enum_t *e = &s->enums[i];
+		for (size_t j = 0; e->vals && j < e->nvals; j++)
+			free(e->vals[j].name);
+		free(e->vals);
+		free(e->name);
+		free(e->cname);
+	}
+	free(s->objs);
+	free(s->enums);
+	free(s->file_ident);
+	memset(s, 0, sizeof *s);
+}
+
 /* Parse and validate; on bad input print why and return -1. */
 static int load_schema(const char *path, const uint8_t *data, size_t len,
 		       schema_t *s)
@@ -1279,6 +1305,7 @@ static int load_schema(const char *path, const uint8_t *data, size_t len,
 	r.n = len;
 	if (setjmp(r.jb)) {
 		fprintf(stderr, "tinylcm-fbgen: %s: %s\n", path, r.err);
+		schema_free(s);
 		return -1;
 	}
 	read_schema(&r, s);
@@ -1349,6 +1376,53 @@ static int read_file(const char *path, uint8_t **out, size_t *len)
 	return 0;
 }
 
+/* Emit OUTDIR/STEM_fb.h through a temporary file and rename, so a failed
+ * run never leaves a half-written header behind. */
+static int write_header(const char *in, const char *outdir, const schema_t *s)
+{
+	/* header name and guard from the input's base name */
+	const char *base = strrchr(in, '/');
+	base = base ? base + 1 : in;
+	size_t bl = strlen(base);
+	if (bl > 5 && !strcmp(base + bl - 5, ".bfbs"))
+		bl -= 5;
+	char stem[256], guard[300], path[4096], tmp[4200];
+	if (bl == 0 || bl >= sizeof stem) {
+		fprintf(stderr, "tinylcm-fbgen: %s: bad file name\n", in);
+		return -1;
+	}
+	memcpy(stem, base, bl);
+	stem[bl] = 0;
+	snprintf(guard, sizeof guard, "TLCM_FB_GEN_%s_H", stem);
+	for (char *p = guard; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+			*p = (*p >= 'a' && *p <= 'z') ? (char)(*p - 32) : '_';
+	snprintf(path, sizeof path, "%s/%s_fb.h", outdir, stem);
+	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+
+	FILE *out = fopen(tmp, "w");
+	if (!out) {
+		fprintf(stderr, "tinylcm-fbgen: cannot create %s: %s\n", tmp,
+			strerror(errno));
+		return -1;
+	}
+	gen_t g = {.out = out, .s = s, .src = base};
+	int rc = emit(&g, guard);
+	if (fclose(out) != 0 && rc == 0) {
+		fprintf(stderr, "tinylcm-fbgen: cannot write %s: %s\n", tmp,
+			strerror(errno));
+		rc = -1;
+	}
+	if (rc == 0 && rename(tmp, path) != 0) {
+		fprintf(stderr, "tinylcm-fbgen: cannot rename %s to %s: %s\n",
+			tmp, path, strerror(errno));
+		rc = -1;
+	}
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *outdir = ".", *in = NULL;
@@ -1390,49 +1464,12 @@ int main(int argc, char **argv)
 		return 1;
 
 	schema_t s = {0};
-	if (load_schema(in, data, len, &s))
-		return 1;
-
-	/* header name and guard from the input's base name */
-	const char *base = strrchr(in, '/');
-	base = base ? base + 1 : in;
-	size_t bl = strlen(base);
-	if (bl > 5 && !strcmp(base + bl - 5, ".bfbs"))
-		bl -= 5;
-	char stem[256], guard[300], path[4096], tmp[4200];
-	if (bl == 0 || bl >= sizeof stem) {
-		fprintf(stderr, "tinylcm-fbgen: %s: bad file name\n", in);
-		return 1;
-	}
-	memcpy(stem, base, bl);
-	stem[bl] = 0;
-	snprintf(guard, sizeof guard, "TLCM_FB_GEN_%s_H", stem);
-	for (char *p = guard; *p; p++)
-		if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
-			*p = (*p >= 'a' && *p <= 'z') ? (char)(*p - 32) : '_';
-	snprintf(path, sizeof path, "%s/%s_fb.h", outdir, stem);
-	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-
-	FILE *out = fopen(tmp, "w");
-	if (!out) {
-		fprintf(stderr, "tinylcm-fbgen: cannot create %s: %s\n", tmp,
-			strerror(errno));
-		return 1;
-	}
-	gen_t g = {.out = out, .s = &s, .src = base};
-	int rc = emit(&g, guard);
-	if (fclose(out) != 0 && rc == 0) {
-		fprintf(stderr, "tinylcm-fbgen: cannot write %s: %s\n", tmp,
-			strerror(errno));
-		rc = -1;
-	}
-	if (rc == 0 && rename(tmp, path) != 0) {
-		fprintf(stderr, "tinylcm-fbgen: cannot rename %s to %s: %s\n",
-			tmp, path, strerror(errno));
-		rc = -1;
-	}
-	if (rc)
-		unlink(tmp);
+	int bad = load_schema(in, data, len, &s);
 	free(data);
+	if (bad)
+		return 1;
+
+	int rc = write_header(in, outdir, &s);
+	schema_free(&s);
 	return rc ? 1 : 0;
 }
