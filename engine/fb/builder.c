@@ -19,11 +19,27 @@ static int fail(tlcm_fbb_t *b, int err)
 	return b->err;
 }
 
+/* Set every member but the scratch arrays, which need no clearing: the
+ * field slots are cleared per table, the vtable cache is bounded by
+ * nvtables. Keeps building a small message in a ring slot cheap. */
+static void init_common(tlcm_fbb_t *b)
+{
+	b->used = 0;
+	b->minalign = 1;
+	b->err = 0;
+	b->in_table = false;
+	b->table_start = 0;
+	b->nfields = 0;
+	b->field_ref = b->field_inline;
+	b->field_heap = NULL;
+	b->field_heap_cap = 0;
+	b->nvtables = 0;
+}
+
 int tlcm_fbb_init(tlcm_fbb_t *b, size_t initial_cap)
 {
-	memset(b, 0, sizeof *b);
-	b->field_ref = b->field_inline;
-	b->minalign = 1;
+	init_common(b);
+	b->fixed = false;
 	b->cap = initial_cap ? (initial_cap + 15) & ~(size_t)15 : DEFAULT_CAP;
 	b->buf = malloc(b->cap);
 	if (!b->buf) {
@@ -35,9 +51,7 @@ int tlcm_fbb_init(tlcm_fbb_t *b, size_t initial_cap)
 
 void tlcm_fbb_init_fixed(tlcm_fbb_t *b, void *mem, size_t cap)
 {
-	memset(b, 0, sizeof *b);
-	b->field_ref = b->field_inline;
-	b->minalign = 1;
+	init_common(b);
 	b->buf = mem;
 	b->cap = cap;
 	b->fixed = true;

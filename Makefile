@@ -1,0 +1,30 @@
+# Makefile — a thin front over CMake. See README.md.
+#   make demo    install dependencies, build, run the demo
+#   make test    install dependencies, build (gcc, clang+ASan/UBSan+fuzz,
+#                gcc+TSan) and run every test; ends with ctest's summary
+#   make build   release build into build/
+#   make bench   run every benchmark suite (JSON lines on stdout)
+# Long soak and fault runs: TLCM_SOAK=1 make test.
+
+.PHONY: all deps build demo test bench clean
+
+all: build
+
+deps:
+	@tools/install-deps
+
+build: deps
+	@tools/build build
+
+demo: build
+	build/bin/tinylcm --version
+
+test: deps
+	@tools/run-tests
+
+bench: build
+	@for s in $$(build/bin/tinylcm-bench --list | cut -d' ' -f1); do \
+		build/bin/tinylcm-bench $$s; done
+
+clean:
+	rm -rf build build-asan build-tsan

@@ -1,0 +1,140 @@
+/* main.c — tinylcm-bench: run one benchmark suite, print JSON lines.
+ *
+ * Suites are listed in the table below; each prints one JSON object per
+ * case on stdout, with same-run baselines (docs/benchmarks.md).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench/bench.h"
+#include "tinylcm_version.h"
+
+volatile uint64_t bench_sink;
+
+static const bench_suite_t suites[] = {
+	{"fb", "FlatBuffers build/verify/read vs cJSON encode/parse",
+	 bench_suite_fb},
+};
+#define NSUITES (sizeof suites / sizeof suites[0])
+
+uint64_t bench_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+double bench_measure(const bench_opts_t *o, size_t n,
+		     void (*body)(void *ctx, size_t n), void *ctx)
+{
+	double t[64];
+	int runs = o->runs < 1 ? 1 : o->runs > 64 ? 64 : o->runs;
+	body(ctx, n); /* warm-up */
+	for (int r = 0; r < runs; r++) {
+		uint64_t t0 = bench_now_ns();
+		body(ctx, n);
+		t[r] = (double)(bench_now_ns() - t0) / (double)n;
+	}
+	qsort(t, (size_t)runs, sizeof t[0], cmp_double);
+	return runs % 2 ? t[runs / 2] : (t[runs / 2 - 1] + t[runs / 2]) / 2;
+}
+
+void bench_report(const char *suite, const char *kase, const char *unit,
+		  double value, size_t n, int runs, const bench_base_t *base,
+		  size_t nbase)
+{
+	printf("{\"suite\":\"%s\",\"case\":\"%s\",\"unit\":\"%s\","
+	       "\"value\":%.6g,\"n\":%zu,\"runs\":%d,\"stat\":\"median\"",
+	       suite, kase, unit, value, n, runs);
+	if (nbase) {
+		printf(",\"baseline\":{");
+		for (size_t i = 0; i < nbase; i++)
+			printf("%s\"%s\":%.6g", i ? "," : "", base[i].name,
+			       base[i].value);
+		printf("}");
+	}
+	printf("}\n");
+	fflush(stdout);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: tinylcm-bench [--runs N] [--scale X] SUITE\n"
+		"       tinylcm-bench --list\n"
+		"\n"
+		"Run a benchmark suite; print one JSON line per case on stdout\n"
+		"(progress on stderr). Figures are medians of N runs after a\n"
+		"warm-up, with baselines measured in the same run.\n"
+		"\n"
+		"  --runs N    timed runs per case (default 7, max 64)\n"
+		"  --scale X   multiply operations per run (default 1; 0.01 "
+		"for a smoke run)\n"
+		"  --list      list the suites\n"
+		"  --version   print the version\n");
+}
+
+int main(int argc, char **argv)
+{
+	bench_opts_t o = {.runs = 7, .scale = 1.0};
+	const char *suite = NULL;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			return 0;
+		} else if (!strcmp(a, "--version")) {
+			printf("tinylcm-bench %s\n", TINYLCM_VERSION);
+			return 0;
+		} else if (!strcmp(a, "--list")) {
+			for (size_t s = 0; s < NSUITES; s++)
+				printf("%-8s %s\n", suites[s].name,
+				       suites[s].summary);
+			return 0;
+		} else if (!strcmp(a, "--runs") && i + 1 < argc) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+			if (*end || v < 1 || v > 64) {
+				fprintf(stderr, "tinylcm-bench: --runs wants "
+					"1..64, got '%s'\n", argv[i]);
+				return 2;
+			}
+			o.runs = (int)v;
+		} else if (!strcmp(a, "--scale") && i + 1 < argc) {
+			char *end;
+			o.scale = strtod(argv[++i], &end);
+			if (*end || !(o.scale > 0) || o.scale > 1000) {
+				fprintf(stderr, "tinylcm-bench: --scale wants a "
+					"number in (0, 1000], got '%s'\n",
+					argv[i]);
+				return 2;
+			}
+		} else if (a[0] == '-') {
+			fprintf(stderr, "tinylcm-bench: unknown option %s\n", a);
+			usage(stderr);
+			return 2;
+		} else if (suite) {
+			fprintf(stderr, "tinylcm-bench: one suite at a time\n");
+			return 2;
+		} else {
+			suite = a;
+		}
+	}
+	if (!suite) {
+		usage(stderr);
+		return 2;
+	}
+	for (size_t s = 0; s < NSUITES; s++)
+		if (!strcmp(suites[s].name, suite))
+			return suites[s].run(&o) ? 1 : 0;
+	fprintf(stderr, "tinylcm-bench: no suite '%s' (see --list)\n", suite);
+	return 2;
+}
