@@ -17,7 +17,7 @@ build: deps
 	@tools/build build
 
 demo: build
-	build/bin/tinylcm --version
+	build/bin/tinylcm run graphs/demo.yaml
 
 test: deps
 	@tools/run-tests

@@ -717,6 +717,16 @@ bool tlcm_ring_arm_space(tlcm_ring_t *r, size_t need)
 	return false;
 }
 
+bool tlcm_ring_writable(tlcm_ring_t *r, size_t need)
+{
+	uint64_t total = 2 * (TLCM_MSG_HDR + align8(need)); /* room to wrap */
+	if (free_bytes(r) >= total)
+		return true;
+	r->p_tail_cache = atomic_load_explicit(&r->shm->tail,
+					       memory_order_acquire);
+	return free_bytes(r) >= total;
+}
+
 void tlcm_ring_stats(const tlcm_ring_t *r, tlcm_ring_stats_t *st)
 {
 	ring_shm_t *s = r->shm;

@@ -160,6 +160,10 @@ bool tlcm_ring_arm(tlcm_ring_t *r);
 void tlcm_ring_set_space_notify(tlcm_ring_t *r, void (*fn)(void *), void *arg);
 bool tlcm_ring_arm_space(tlcm_ring_t *r, size_t need);
 
+/* Producer-side: would a reservation of need payload bytes succeed now
+ * without waiting? */
+bool tlcm_ring_writable(tlcm_ring_t *r, size_t need);
+
 void tlcm_ring_stats(const tlcm_ring_t *r, tlcm_ring_stats_t *s);
 
 #endif

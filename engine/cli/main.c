@@ -1,12 +1,18 @@
 /* main.c — the tinylcm command line.
  *
  * `tinylcm COMMAND [ARGS]`: each command is one entry in the table below
- * with its own one-line summary and help text, so `tinylcm --help` and
- * `tinylcm help COMMAND` stay in step with what exists.
+ * with its summary and help text, so `tinylcm --help` and `tinylcm help
+ * COMMAND` stay in step with what exists. Exit status: 0 success, 1 the
+ * graph or the run failed (with a one-line reason), 2 usage error.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "engine/graph.h"
+#include "engine/log.h"
+#include "engine/sched.h"
+#include "nodes/nodes.h"
 #include "tinylcm_version.h"
 
 typedef struct {
@@ -16,13 +22,43 @@ typedef struct {
 	int (*run)(int argc, char **argv);
 } command_t;
 
+static int cmd_run(int argc, char **argv);
+static int cmd_check(int argc, char **argv);
+static int cmd_dot(int argc, char **argv);
+static int cmd_nodes(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
 static const command_t commands[] = {
+	{"run", "run a graph file",
+	 "usage: tinylcm run FILE [--set NODE.PARAM=VALUE]... [--duration S]\n"
+	 "                   [--log-level error|warn|info|debug] [--quiet]\n"
+	 "\n"
+	 "Run the graph until every source has finished and everything has\n"
+	 "drained, or until --duration seconds passed, or SIGINT/SIGTERM (which\n"
+	 "stop the sources and drain; a second signal aborts). Exits 1 with\n"
+	 "the reason when the graph cannot start or a node fails.\n",
+	 cmd_run},
+	{"check", "validate a graph file without running it",
+	 "usage: tinylcm check FILE [--set NODE.PARAM=VALUE]...\n"
+	 "\n"
+	 "Load and validate FILE; print every problem as file:line:col.\n",
+	 cmd_check},
+	{"dot", "print a graph file as Graphviz dot",
+	 "usage: tinylcm dot FILE [--set NODE.PARAM=VALUE]...\n"
+	 "\n"
+	 "Print the validated graph in Graphviz's dot language (secrets are\n"
+	 "masked), e.g. `tinylcm dot g.yaml | dot -Tsvg > g.svg`.\n",
+	 cmd_dot},
+	{"nodes", "list node types, or describe one",
+	 "usage: tinylcm nodes [TYPE]\n"
+	 "\n"
+	 "Without TYPE, list every node type. With TYPE, show its ports (with\n"
+	 "message types), parameters (type, default, range, run-time flag)\n"
+	 "and docs.\n",
+	 cmd_nodes},
 	{"version", "print the version",
-	 "usage: tinylcm version\n\nPrint the TinyLCM version.\n",
-	 cmd_version},
+	 "usage: tinylcm version\n\nPrint the TinyLCM version.\n", cmd_version},
 	{"help", "show help for a command",
 	 "usage: tinylcm help [COMMAND]\n\nShow general help, or the help of "
 	 "COMMAND.\n",
@@ -52,6 +88,225 @@ static void usage(FILE *f)
 		fprintf(f, "  %-10s %s\n", commands[i].name,
 			commands[i].summary);
 	fprintf(f, "\nRun `tinylcm help COMMAND` for a command's options.\n");
+}
+
+/* Options shared by run/check/dot. */
+typedef struct {
+	const char *file;
+	const char **sets;
+	size_t nsets;
+	double duration;
+	bool quiet;
+} opts_t;
+
+static int parse_opts(const char *cmd, int argc, char **argv, opts_t *o,
+		      bool run)
+{
+	memset(o, 0, sizeof *o);
+	o->sets = calloc((size_t)argc, sizeof *o->sets);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--set") || !strncmp(a, "--set=", 6)) {
+			const char *v = a[5] == '=' ? a + 6
+				       : i + 1 < argc ? argv[++i] : NULL;
+			if (!v) {
+				fprintf(stderr, "tinylcm %s: --set needs "
+					"NODE.PARAM=VALUE\n", cmd);
+				return 2;
+			}
+			o->sets[o->nsets++] = v;
+		} else if (run && !strcmp(a, "--duration") && i + 1 < argc) {
+			char *end;
+			o->duration = strtod(argv[++i], &end);
+			if (*end || !(o->duration > 0)) {
+				fprintf(stderr, "tinylcm run: --duration wants "
+					"seconds > 0, got '%s'\n", argv[i]);
+				return 2;
+			}
+		} else if (run && !strcmp(a, "--log-level") && i + 1 < argc) {
+			int l = tlcm_log_parse_level(argv[++i]);
+			if (l < 0) {
+				fprintf(stderr, "tinylcm run: --log-level is "
+					"error, warn, info or debug\n");
+				return 2;
+			}
+			tlcm_log_level = l;
+		} else if (run && !strcmp(a, "--quiet")) {
+			o->quiet = true;
+			tlcm_log_level = TLCM_LOG_WARN;
+		} else if (a[0] == '-' && a[1]) {
+			fprintf(stderr, "tinylcm %s: unknown option %s (see "
+				"tinylcm help %s)\n", cmd, a, cmd);
+			return 2;
+		} else if (o->file) {
+			fprintf(stderr, "tinylcm %s: one graph file at a time\n",
+				cmd);
+			return 2;
+		} else {
+			o->file = a;
+		}
+	}
+	if (!o->file) {
+		fprintf(stderr, "tinylcm %s: which graph file? (see tinylcm "
+			"help %s)\n", cmd, cmd);
+		return 2;
+	}
+	return 0;
+}
+
+static int load(const opts_t *o, tlcm_registry_t *reg, tlcm_graph_t **g)
+{
+	int rc = tlcm_builtin_nodes(reg);
+	if (rc) {
+		fprintf(stderr, "tinylcm: cannot register node types: %s\n",
+			tlcm_strerror(rc));
+		return 1;
+	}
+	tlcm_diag_t d = {0};
+	rc = tlcm_graph_load(g, o->file, reg, o->sets, o->nsets, &d);
+	if (rc) {
+		tlcm_diag_print(&d, stderr);
+		fprintf(stderr, "tinylcm: %s: %zu problem%s, not started\n",
+			o->file, d.n, d.n == 1 ? "" : "s");
+	}
+	tlcm_diag_fini(&d);
+	return rc ? 1 : 0;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	opts_t o;
+	int rc = parse_opts("check", argc, argv, &o, false);
+	tlcm_registry_t reg = {0};
+	tlcm_graph_t *g = NULL;
+	if (!rc && !(rc = load(&o, &reg, &g)))
+		printf("%s: ok (graph '%s': %zu nodes, %zu edges)\n", o.file,
+		       g->name, g->nnodes, g->nedges);
+	tlcm_graph_free(g);
+	tlcm_registry_fini(&reg);
+	free(o.sets);
+	return rc;
+}
+
+static int cmd_dot(int argc, char **argv)
+{
+	opts_t o;
+	int rc = parse_opts("dot", argc, argv, &o, false);
+	tlcm_registry_t reg = {0};
+	tlcm_graph_t *g = NULL;
+	if (!rc && !(rc = load(&o, &reg, &g)))
+		tlcm_graph_dot(g, stdout);
+	tlcm_graph_free(g);
+	tlcm_registry_fini(&reg);
+	free(o.sets);
+	return rc;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	opts_t o;
+	int rc = parse_opts("run", argc, argv, &o, true);
+	tlcm_registry_t reg = {0};
+	tlcm_graph_t *g = NULL;
+	if (!rc && !(rc = load(&o, &reg, &g))) {
+		tlcm_run_opts_t ro = {.duration_s = o.duration,
+				      .handle_signals = true,
+				      .quiet = o.quiet};
+		tlcm_run_result_t res;
+		tlcm_info(g->name, "running %s (%zu nodes, %zu edges)", o.file,
+			  g->nnodes, g->nedges);
+		int st = tlcm_graph_run(g, &ro, &res);
+		if (st) {
+			fprintf(stderr, "tinylcm: graph '%s' failed: %s\n",
+				g->name, res.why[0] ? res.why
+						    : tlcm_strerror(st));
+			rc = 1;
+		} else {
+			tlcm_info(g->name, "finished in %.3f s", res.seconds);
+		}
+		tlcm_run_result_fini(&res);
+	}
+	tlcm_graph_free(g);
+	tlcm_registry_fini(&reg);
+	free(o.sets);
+	return rc;
+}
+
+static void describe(const tlcm_node_type_t *t)
+{
+	printf("%s — %s\n", t->name, t->doc ? t->doc : "");
+	printf("\ninputs:\n");
+	for (size_t i = 0; t->inputs && t->inputs[i].name; i++)
+		printf("  %-12s %-12s %s%s\n", t->inputs[i].name,
+		       t->inputs[i].types, t->inputs[i].doc ? t->inputs[i].doc : "",
+		       t->inputs[i].flags & TLCM_PORT_OPTIONAL ? " (optional)"
+							      : "");
+	printf("  %-12s %-12s %s\n", TLCM_CONTROL_PORT, "CTRL",
+	       "set run-time parameters, reload, snapshot, roll back (every "
+	       "node; optional)");
+	printf("\noutputs:\n");
+	if (!t->outputs || !t->outputs[0].name)
+		printf("  (none)\n");
+	for (size_t i = 0; t->outputs && t->outputs[i].name; i++)
+		printf("  %-12s %-12s %s\n", t->outputs[i].name,
+		       t->outputs[i].types,
+		       t->outputs[i].doc ? t->outputs[i].doc : "");
+	printf("\nparameters:\n");
+	if (!t->params || !t->params[0].name)
+		printf("  (none)\n");
+	for (size_t i = 0; t->params && t->params[i].name; i++) {
+		const tlcm_param_desc_t *p = &t->params[i];
+		printf("  %-12s %-9s ", p->name, tlcm_param_type_name(p->type));
+		if (!p->def)
+			printf("(required)");
+		else if (p->type == TLCM_P_SECRET)
+			printf("default ***");
+		else
+			printf("default '%s'", p->def);
+		if (p->min != 0 || p->max != 0)
+			printf(", range %g..%g", p->min, p->max);
+		if (p->choices)
+			printf(", one of %s", p->choices);
+		if (p->flags & TLCM_PARAM_RUNTIME)
+			printf(", run-time");
+		printf("\n               %s\n", p->doc ? p->doc : "");
+	}
+}
+
+static int cmd_nodes(int argc, char **argv)
+{
+	tlcm_registry_t reg = {0};
+	int rc = tlcm_builtin_nodes(&reg);
+	if (rc) {
+		fprintf(stderr, "tinylcm: cannot register node types: %s\n",
+			tlcm_strerror(rc));
+		return 1;
+	}
+	if (argc > 2) {
+		fprintf(stderr, "tinylcm nodes: one type at a time\n");
+		rc = 2;
+	} else if (argc == 2) {
+		const tlcm_node_type_t *t = tlcm_registry_find(&reg, argv[1]);
+		if (t) {
+			describe(t);
+		} else {
+			const char *cands[256];
+			size_t n = 0;
+			for (size_t i = 0; i < reg.n && n < 256; i++)
+				cands[n++] = reg.types[i]->name;
+			const char *s = tlcm_suggest(argv[1], cands, n);
+			fprintf(stderr, "tinylcm nodes: no node type '%s'%s%s%s\n",
+				argv[1], s ? " (did you mean '" : "", s ? s : "",
+				s ? "'?)" : "");
+			rc = 1;
+		}
+	} else {
+		for (size_t i = 0; i < reg.n; i++)
+			printf("%-12s %s\n", reg.types[i]->name,
+			       reg.types[i]->doc ? reg.types[i]->doc : "");
+	}
+	tlcm_registry_fini(&reg);
+	return rc;
 }
 
 static int cmd_version(int argc, char **argv)

@@ -1,0 +1,190 @@
+/* node.h — the contract between the engine and a node type.
+ *
+ * A node type is a constant descriptor (tlcm_node_type_t): a name, a
+ * one-line doc, typed input and output ports, typed parameters and a set of
+ * callbacks. A graph file instantiates node types as nodes; the engine owns
+ * everything around them — threads, rings, sockets, persistence — and node
+ * code sees only its context (tlcm_ctx_t) and its own state.
+ *
+ * Lifecycle
+ *   init(ctx, state)           once, before any message; read parameters,
+ *                              set a tick period, allocate. state points to
+ *                              state_size zeroed bytes owned by the engine.
+ *   restore(ctx, state, ...)   after init, when a snapshot exists.
+ *   process(ctx, state, port, msg)
+ *                              for every message on input `port`. msg and
+ *                              its payload are valid only during the call.
+ *   tick(ctx, state, now_ns)   every tick period (tlcm_set_tick); a source
+ *                              with period 0 is called whenever its outputs
+ *                              have room.
+ *   param_changed(ctx, state, name)
+ *                              after a run-time parameter changed (only
+ *                              parameters flagged TLCM_PARAM_RUNTIME can).
+ *   snapshot(ctx, state, b, &root)
+ *                              build the node's durable state into b.
+ *   eos(ctx, state)            all inputs ended; flush what is buffered.
+ *                              After it returns, the outputs are closed.
+ *   fini(ctx, state)           once, last; free what init allocated.
+ *   Every callback is optional except that a node must have process or
+ *   tick to do anything.
+ *
+ * Threading
+ *   Callbacks of one node are never called concurrently, though successive
+ *   calls may come from different threads. Nodes share nothing through the
+ *   engine except messages; a node must not keep pointers into a message
+ *   after process() returns.
+ *
+ * Errors
+ *   Callbacks return 0 or a negative TLCM_E* code. TLCM_ECLOSED from tick
+ *   or process means "this node is finished" (a source that produced its
+ *   count): the engine closes its outputs and downstream drains. Any other
+ *   error is logged with the node id and handled by the node's on_error
+ *   policy from the graph file: stop the graph (default), skip the message,
+ *   or restart the node (fini + init).
+ *
+ * Every node also has an implicit input port `control` (messages of type
+ * "CTRL", schemas/control.fbs): set a run-time parameter, reload, snapshot,
+ * roll back. The engine handles it; node code sees param_changed().
+ *
+ * Example — a node that forwards messages whose payload is small:
+ *
+ *   static const tlcm_port_desc_t in[] = {{"in", "*", "anything"}, {0}};
+ *   static const tlcm_port_desc_t out[] = {{"out", "*", "small ones"}, {0}};
+ *   static const tlcm_param_desc_t params[] = {
+ *       {"max", TLCM_P_SIZE, "1KiB", "largest payload forwarded", 0, 1e9},
+ *       {0}};
+ *   static int process(tlcm_ctx_t *ctx, void *st, int port,
+ *                      const tlcm_msg_t *m)
+ *   {
+ *       if (m->size <= tlcm_param_size(ctx, "max"))
+ *           return tlcm_emit_msg(ctx, 0, m);
+ *       return 0;
+ *   }
+ *   const tlcm_node_type_t tlcm_node_small = {
+ *       .name = "small", .doc = "forward small messages",
+ *       .inputs = in, .outputs = out, .params = params,
+ *       .process = process};
+ */
+#ifndef TLCM_NODE_H
+#define TLCM_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/error.h"
+#include "engine/fb/fb.h"
+#include "engine/ring.h"
+
+typedef struct tlcm_ctx tlcm_ctx_t;
+
+typedef enum {
+	TLCM_P_INT,      /* 64-bit integer */
+	TLCM_P_FLOAT,    /* double */
+	TLCM_P_BOOL,     /* true/false, yes/no, on/off, 1/0 */
+	TLCM_P_STRING,
+	TLCM_P_ENUM,     /* one of `choices` ("a|b|c") */
+	TLCM_P_LIST,     /* YAML list of strings, or "a,b,c" */
+	TLCM_P_DURATION, /* "250ms", "1.5s", "2m", "1h", "100us", "10ns" */
+	TLCM_P_SIZE,     /* "64KiB", "1MiB", "2GiB", "512", "1kB", "1MB" */
+	TLCM_P_PATH,
+	TLCM_P_SECRET,   /* a string never printed by logs, check, dot,
+			    nodes or introspection */
+} tlcm_param_type_t;
+
+#define TLCM_PARAM_RUNTIME 1u /* may change while the graph runs */
+
+typedef struct tlcm_param_desc {
+	const char *name;
+	tlcm_param_type_t type;
+	const char *def;     /* default, as written in a graph file; NULL:
+				required */
+	const char *doc;
+	double min, max;     /* range for int/float/duration(ns)/size(bytes);
+				both 0: unbounded */
+	const char *choices; /* enum: "a|b|c" */
+	unsigned flags;
+} tlcm_param_desc_t;
+
+#define TLCM_PORT_OPTIONAL 1u /* inputs: may stay unconnected */
+
+typedef struct tlcm_port_desc {
+	const char *name;
+	const char *types; /* accepted/emitted file identifiers, "BLOB|FRAM",
+			      or "*" for any */
+	const char *doc;
+	unsigned flags;
+} tlcm_port_desc_t;
+
+typedef struct tlcm_node_type {
+	const char *name;
+	const char *doc;
+	const tlcm_port_desc_t *inputs;  /* arrays end with a {NULL} entry */
+	const tlcm_port_desc_t *outputs;
+	const tlcm_param_desc_t *params;
+	size_t state_size;
+
+	int (*init)(tlcm_ctx_t *ctx, void *state);
+	int (*process)(tlcm_ctx_t *ctx, void *state, int port,
+		       const tlcm_msg_t *msg);
+	int (*tick)(tlcm_ctx_t *ctx, void *state, uint64_t now_ns);
+	int (*param_changed)(tlcm_ctx_t *ctx, void *state, const char *name);
+	int (*snapshot)(tlcm_ctx_t *ctx, void *state, tlcm_fbb_t *b,
+			tlcm_fbb_ref_t *root);
+	int (*restore)(tlcm_ctx_t *ctx, void *state, const void *data,
+		       size_t len);
+	int (*eos)(tlcm_ctx_t *ctx, void *state);
+	void (*fini)(tlcm_ctx_t *ctx, void *state);
+} tlcm_node_type_t;
+
+/* ---- what node code may call, from its callbacks ------------------------ */
+
+const char *tlcm_node_id(const tlcm_ctx_t *ctx);
+
+/* Parameter values (already validated against the descriptor). Asking for
+ * a name the descriptor lacks, or with the wrong type, is a bug: logged,
+ * and 0/NULL returned. */
+int64_t tlcm_param_int(const tlcm_ctx_t *ctx, const char *name);
+double tlcm_param_float(const tlcm_ctx_t *ctx, const char *name);
+bool tlcm_param_bool(const tlcm_ctx_t *ctx, const char *name);
+const char *tlcm_param_str(const tlcm_ctx_t *ctx, const char *name);
+uint64_t tlcm_param_duration_ns(const tlcm_ctx_t *ctx, const char *name);
+uint64_t tlcm_param_size(const tlcm_ctx_t *ctx, const char *name);
+size_t tlcm_param_list(const tlcm_ctx_t *ctx, const char *name,
+		       const char *const **items);
+
+/* Emit on output port `port` (index into the descriptor's outputs). The
+ * message goes to every edge connected to the port; a port with no edge
+ * discards it. The trace id is the one of the message being processed, or
+ * what tlcm_set_trace() set. Returns 0, or TLCM_EAGAIN when every edge
+ * dropped it (counted), or another error. */
+int tlcm_emit(tlcm_ctx_t *ctx, int port, const char type[4], const void *data,
+	      size_t size);
+/* Forward a received message unchanged (type, payload, trace). */
+int tlcm_emit_msg(tlcm_ctx_t *ctx, int port, const tlcm_msg_t *msg);
+/* Build a FlatBuffer directly in ring memory: begin gives b a fixed buffer
+ * of up to max bytes inside the first edge's ring; end finishes it with
+ * root and identifier and commits (copying into the port's other edges). */
+int tlcm_emit_begin(tlcm_ctx_t *ctx, int port, tlcm_fbb_t *b, size_t max);
+int tlcm_emit_end(tlcm_ctx_t *ctx, int port, tlcm_fbb_t *b,
+		  tlcm_fbb_ref_t root, const char identifier[4]);
+
+void tlcm_set_trace(tlcm_ctx_t *ctx, uint64_t trace);
+uint64_t tlcm_trace(const tlcm_ctx_t *ctx);
+
+/* Call tick every period_ns; 0 = whenever the outputs have room (sources
+ * running flat out); TLCM_TICK_OFF (default) = never. */
+#define TLCM_TICK_OFF UINT64_MAX
+void tlcm_set_tick(tlcm_ctx_t *ctx, uint64_t period_ns);
+
+/* True once the graph is shutting down: sources should finish. */
+bool tlcm_stopping(const tlcm_ctx_t *ctx);
+
+/* Log with the node id. */
+void tlcm_node_log(const tlcm_ctx_t *ctx, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Monotonic clock, ns (the clock of tlcm_msg_t.ts_ns). */
+uint64_t tlcm_now_ns(void);
+
+#endif

@@ -1,0 +1,1057 @@
+/* sched.c — the graph runtime: contexts, emit, workers, timers, EOS,
+ * shutdown (see sched.h and node.h).
+ *
+ * Each node has an atomic `queued` flag: whoever flips it from 0 to 1 puts
+ * the node on a ready queue, and the worker that pops it owns the node
+ * until it clears the flag. That is the whole "never two threads in one
+ * node" guarantee. After a run the worker clears the flag, then re-checks
+ * for work and arms the input rings (a producer's next publish then calls
+ * wake()), so no wake-up is lost between the check and the arming.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/log.h"
+#include "engine/sched.h"
+#include "fb/control_fb.h"
+
+#define BATCH 64          /* messages per peek */
+#define BUDGET 512        /* messages per run, for fairness */
+#define SOURCE_TICKS 256  /* free-running source ticks per run */
+#define MAX_RANKS 64
+#define RESTART_LIMIT 5
+
+typedef struct in_edge {
+	tlcm_ring_t *ring;
+	size_t port;
+	bool eos;
+	bool optional_for_eos; /* feedback and control edges */
+} in_edge_t;
+
+typedef struct out_port {
+	tlcm_ring_t **rings;
+	size_t n;
+} out_port_t;
+
+typedef struct sched sched_t;
+
+struct tlcm_ctx {
+	sched_t *s;
+	const tlcm_gnode_t *g;
+	const tlcm_node_type_t *t;
+	void *state;
+	tlcm_pval_t *params; /* own copies: run-time changes land here */
+	in_edge_t *in;
+	size_t nin;
+	out_port_t *out;
+	size_t nout;
+	_Atomic int queued;
+	int rank;
+	_Atomic uint64_t tick_period;
+	_Atomic uint64_t next_tick;
+	_Atomic int tick_due;
+	bool finished;
+	uint64_t trace;
+	tlcm_node_stats_t st;
+	unsigned restarts_window;
+	uint64_t restart_window_start;
+	/* emit_begin/end */
+	tlcm_ring_t *emit_ring;
+	uint8_t *scratch;
+	size_t scratch_cap;
+	/* own thread */
+	bool own;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool ready;
+};
+
+struct sched {
+	const tlcm_graph_t *g;
+	tlcm_ctx_t *nodes;
+	size_t n;
+	tlcm_ring_t **rings;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;      /* workers wait for ready nodes */
+	pthread_cond_t done_cv; /* main waits for the end */
+	size_t *q[MAX_RANKS];   /* ready queues per rank (circular) */
+	size_t qhead[MAX_RANKS], qlen[MAX_RANKS];
+	int nranks;
+	int nworkers;
+	pthread_t *workers;
+	pthread_t timer;
+	pthread_cond_t timer_cv;
+	_Atomic int stopping;
+	_Atomic int exiting;
+	_Atomic size_t nfinished;
+	int status;
+	char why[512];
+};
+
+/* Engine singleton: stop requests from signal handlers (or
+ * tlcm_request_stop) for the graph being run. */
+static volatile sig_atomic_t stop_signals;
+
+uint64_t tlcm_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- node API ------------------------------------------------------------ */
+
+const char *tlcm_node_id(const tlcm_ctx_t *c)
+{
+	return c->g->id;
+}
+
+static const tlcm_pval_t *param(const tlcm_ctx_t *c, const char *name,
+				int type, int type2)
+{
+	for (size_t i = 0; i < c->g->nparams; i++)
+		if (strcmp(c->params[i].d->name, name) == 0) {
+			int t = (int)c->params[i].d->type;
+			if (t != type && t != type2)
+				break;
+			return &c->params[i];
+		}
+	tlcm_error(c->g->id, "bug: node type %s asks for parameter '%s' it "
+		   "does not declare with that type", c->t->name, name);
+	return NULL;
+}
+
+int64_t tlcm_param_int(const tlcm_ctx_t *c, const char *name)
+{
+	const tlcm_pval_t *v = param(c, name, TLCM_P_INT, -1);
+	return v ? v->i : 0;
+}
+
+double tlcm_param_float(const tlcm_ctx_t *c, const char *name)
+{
+	const tlcm_pval_t *v = param(c, name, TLCM_P_FLOAT, -1);
+	return v ? v->f : 0;
+}
+
+bool tlcm_param_bool(const tlcm_ctx_t *c, const char *name)
+{
+	const tlcm_pval_t *v = param(c, name, TLCM_P_BOOL, -1);
+	return v ? v->b : false;
+}
+
+const char *tlcm_param_str(const tlcm_ctx_t *c, const char *name)
+{
+	for (size_t i = 0; i < c->g->nparams; i++)
+		if (strcmp(c->params[i].d->name, name) == 0)
+			return c->params[i].text;
+	tlcm_error(c->g->id, "bug: node type %s asks for undeclared "
+		   "parameter '%s'", c->t->name, name);
+	return NULL;
+}
+
+uint64_t tlcm_param_duration_ns(const tlcm_ctx_t *c, const char *name)
+{
+	const tlcm_pval_t *v = param(c, name, TLCM_P_DURATION, -1);
+	return v ? v->u : 0;
+}
+
+uint64_t tlcm_param_size(const tlcm_ctx_t *c, const char *name)
+{
+	const tlcm_pval_t *v = param(c, name, TLCM_P_SIZE, -1);
+	return v ? v->u : 0;
+}
+
+size_t tlcm_param_list(const tlcm_ctx_t *c, const char *name,
+		       const char *const **items)
+{
+	const tlcm_pval_t *v = param(c, name, TLCM_P_LIST, -1);
+	*items = v ? (const char *const *)v->list : NULL;
+	return v ? v->nlist : 0;
+}
+
+void tlcm_set_trace(tlcm_ctx_t *c, uint64_t trace)
+{
+	c->trace = trace;
+}
+
+uint64_t tlcm_trace(const tlcm_ctx_t *c)
+{
+	return c->trace;
+}
+
+void tlcm_set_tick(tlcm_ctx_t *c, uint64_t period_ns)
+{
+	atomic_store(&c->tick_period, period_ns);
+	atomic_store(&c->next_tick, period_ns == TLCM_TICK_OFF
+					    ? UINT64_MAX
+					    : tlcm_now_ns() + period_ns);
+	if (c->s)
+		pthread_cond_signal(&c->s->timer_cv);
+}
+
+bool tlcm_stopping(const tlcm_ctx_t *c)
+{
+	return atomic_load(&c->s->stopping);
+}
+
+void tlcm_node_log(const tlcm_ctx_t *c, int level, const char *fmt, ...)
+{
+	if (level > tlcm_log_level)
+		return;
+	char msg[900];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	tlcm_log(level, c->g->id, "%s", msg);
+}
+
+static int bad_port(const tlcm_ctx_t *c, int port)
+{
+	if (port < 0 || (size_t)port >= c->nout) {
+		tlcm_error(c->g->id, "bug: emit on output port %d, node type "
+			   "%s has %zu", port, c->t->name, c->nout);
+		return 1;
+	}
+	return 0;
+}
+
+static void copy_to(tlcm_ctx_t *c, tlcm_ring_t *r, const void *data,
+		    size_t size, const tlcm_msg_meta_t *meta, int *delivered)
+{
+	int err;
+	void *p = tlcm_ring_reserve(r, size, 0, &err);
+	if (!p) { /* EAGAIN: the ring's policy dropped it and counted */
+		if (err != TLCM_EAGAIN) {
+			c->st.dropped++;
+			tlcm_warn(c->g->id, "message of %zu bytes lost: %s",
+				  size, tlcm_strerror(err));
+		}
+		return;
+	}
+	memcpy(p, data, size);
+	tlcm_ring_commit_defer(r, p, size, meta);
+	(*delivered)++;
+}
+
+int tlcm_emit(tlcm_ctx_t *c, int port, const char type[4], const void *data,
+	      size_t size)
+{
+	if (bad_port(c, port))
+		return TLCM_EINVAL;
+	out_port_t *op = &c->out[port];
+	tlcm_msg_meta_t meta = {.trace = c->trace};
+	memcpy(meta.type, type, 4);
+	int delivered = 0;
+	for (size_t i = 0; i < op->n; i++)
+		copy_to(c, op->rings[i], data, size, &meta, &delivered);
+	c->st.out++;
+	return delivered || op->n == 0 ? 0 : TLCM_EAGAIN;
+}
+
+int tlcm_emit_msg(tlcm_ctx_t *c, int port, const tlcm_msg_t *m)
+{
+	if (bad_port(c, port))
+		return TLCM_EINVAL;
+	out_port_t *op = &c->out[port];
+	tlcm_msg_meta_t meta = {.trace = m->trace};
+	memcpy(meta.type, m->type, 4);
+	int delivered = 0;
+	for (size_t i = 0; i < op->n; i++)
+		copy_to(c, op->rings[i], tlcm_msg_data(m), m->size, &meta,
+			&delivered);
+	c->st.out++;
+	return delivered || op->n == 0 ? 0 : TLCM_EAGAIN;
+}
+
+int tlcm_emit_begin(tlcm_ctx_t *c, int port, tlcm_fbb_t *b, size_t max)
+{
+	if (bad_port(c, port))
+		return TLCM_EINVAL;
+	max = (max + 7) & ~(size_t)7;
+	out_port_t *op = &c->out[port];
+	c->emit_ring = NULL;
+	if (op->n) {
+		int err;
+		void *p = tlcm_ring_reserve(op->rings[0], max, 0, &err);
+		if (p) {
+			c->emit_ring = op->rings[0];
+			tlcm_fbb_init_fixed(b, p, max);
+			return 0;
+		}
+		if (err != TLCM_EAGAIN)
+			return err;
+	}
+	/* no first edge, or it dropped: build aside for the other edges */
+	if (c->scratch_cap < max) {
+		uint8_t *ns = realloc(c->scratch, max);
+		if (!ns)
+			return TLCM_ENOMEM;
+		c->scratch = ns;
+		c->scratch_cap = max;
+	}
+	tlcm_fbb_init_fixed(b, c->scratch, max);
+	return 0;
+}
+
+int tlcm_emit_end(tlcm_ctx_t *c, int port, tlcm_fbb_t *b,
+		  tlcm_fbb_ref_t root, const char identifier[4])
+{
+	if (bad_port(c, port))
+		return TLCM_EINVAL;
+	char ident[5] = {0};
+	memcpy(ident, identifier, 4);
+	size_t size;
+	const void *buf = tlcm_fbb_finish(b, root, ident, &size);
+	if (!buf)
+		return tlcm_fbb_error(b);
+	out_port_t *op = &c->out[port];
+	tlcm_msg_meta_t meta = {.trace = c->trace};
+	memcpy(meta.type, identifier, 4);
+	int delivered = 0;
+	size_t first = 0;
+	const void *src = buf;
+	if (c->emit_ring) {
+		tlcm_ring_commit_defer(c->emit_ring, buf, size, &meta);
+		/* the committed copy sits at the slot start, unpublished and
+		 * so still ours: copy the other edges from there */
+		src = b->buf;
+		delivered = 1;
+		first = 1;
+	} else if (op->n) {
+		first = 1; /* the first edge refused it (the ring counted) */
+	}
+	for (size_t i = first; i < op->n; i++)
+		copy_to(c, op->rings[i], src, size, &meta, &delivered);
+	c->emit_ring = NULL;
+	c->st.out++;
+	return delivered || op->n == 0 ? 0 : TLCM_EAGAIN;
+}
+
+/* ---- scheduling ------------------------------------------------------------ */
+
+static void push_ready(sched_t *s, tlcm_ctx_t *c)
+{
+	size_t idx = (size_t)(c - s->nodes);
+	int r = c->rank;
+	pthread_mutex_lock(&s->mu);
+	s->q[r][(s->qhead[r] + s->qlen[r]++) % s->n] = idx;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Queue c unless it is queued or running already. */
+static void wake(tlcm_ctx_t *c)
+{
+	if (atomic_exchange(&c->queued, 1))
+		return;
+	if (c->own) {
+		pthread_mutex_lock(&c->mu);
+		c->ready = true;
+		pthread_cond_signal(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+	} else {
+		push_ready(c->s, c);
+	}
+}
+
+static void wake_cb(void *arg)
+{
+	wake(arg);
+}
+
+static tlcm_ctx_t *pop_ready(sched_t *s)
+{
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		if (atomic_load(&s->exiting)) {
+			pthread_mutex_unlock(&s->mu);
+			return NULL;
+		}
+		for (int r = s->nranks - 1; r >= 0; r--)
+			if (s->qlen[r]) {
+				size_t idx = s->q[r][s->qhead[r]];
+				s->qhead[r] = (s->qhead[r] + 1) % s->n;
+				s->qlen[r]--;
+				pthread_mutex_unlock(&s->mu);
+				return &s->nodes[idx];
+			}
+		pthread_cond_wait(&s->cv, &s->mu);
+	}
+}
+
+static void set_failure(sched_t *s, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set_failure(sched_t *s, int status, const char *fmt, ...)
+{
+	pthread_mutex_lock(&s->mu);
+	if (!s->status) {
+		s->status = status;
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(s->why, sizeof s->why, fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void request_stop(sched_t *s)
+{
+	if (atomic_exchange(&s->stopping, 1))
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->nodes[i].nin == 0)
+			wake(&s->nodes[i]);
+	pthread_cond_signal(&s->timer_cv);
+}
+
+static void finish(tlcm_ctx_t *c)
+{
+	sched_t *s = c->s;
+	if (c->finished)
+		return;
+	if (c->t->eos) {
+		int rc = c->t->eos(c, c->state);
+		if (rc && rc != TLCM_ECLOSED) {
+			c->st.errors++;
+			tlcm_error(c->g->id, "end of stream failed: %s",
+				   tlcm_strerror(rc));
+			set_failure(s, rc, "node '%s' failed at end of stream: "
+				    "%s", c->g->id, tlcm_strerror(rc));
+		}
+	}
+	for (size_t p = 0; p < c->nout; p++)
+		for (size_t i = 0; i < c->out[p].n; i++)
+			tlcm_ring_close(c->out[p].rings[i]);
+	/* drain what is left on inputs so producers never block on us */
+	for (size_t i = 0; i < c->nin; i++) {
+		const tlcm_msg_t *ms[BATCH];
+		size_t k;
+		while ((k = tlcm_ring_peek_many(c->in[i].ring, ms, BATCH)))
+			tlcm_ring_release(c->in[i].ring, k);
+	}
+	c->finished = true;
+	pthread_mutex_lock(&s->mu);
+	if (atomic_fetch_add(&s->nfinished, 1) + 1 == s->n)
+		pthread_cond_broadcast(&s->done_cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static int reinit(tlcm_ctx_t *c)
+{
+	if (c->t->fini)
+		c->t->fini(c, c->state);
+	memset(c->state, 0, c->t->state_size);
+	atomic_store(&c->tick_period, TLCM_TICK_OFF);
+	atomic_store(&c->next_tick, UINT64_MAX);
+	return c->t->init ? c->t->init(c, c->state) : 0;
+}
+
+/* A callback failed with rc: apply the node's on_error policy. Returns
+ * false when the node must stop. */
+static bool on_error(tlcm_ctx_t *c, int rc, const char *what)
+{
+	sched_t *s = c->s;
+	c->st.errors++;
+	tlcm_error(c->g->id, "%s failed: %s", what, tlcm_strerror(rc));
+	switch (c->g->on_error) {
+	case TLCM_ON_ERROR_SKIP:
+		return true;
+	case TLCM_ON_ERROR_RESTART: {
+		uint64_t now = tlcm_now_ns();
+		if (now - c->restart_window_start > 60000000000ull) {
+			c->restart_window_start = now;
+			c->restarts_window = 0;
+		}
+		if (++c->restarts_window <= RESTART_LIMIT) {
+			c->st.restarts++;
+			int ir = reinit(c);
+			if (ir == 0) {
+				tlcm_warn(c->g->id, "restarted (%u in the last "
+					  "minute)", c->restarts_window);
+				return true;
+			}
+			rc = ir;
+			tlcm_error(c->g->id, "restart failed: %s",
+				   tlcm_strerror(ir));
+		} else {
+			tlcm_error(c->g->id, "more than %d restarts in a "
+				   "minute: giving up", RESTART_LIMIT);
+		}
+	} /* fall through */
+	default:
+		set_failure(s, rc, "node '%s' (type %s): %s failed: %s",
+			    c->g->id, c->t->name, what, tlcm_strerror(rc));
+		request_stop(s);
+		return false;
+	}
+}
+
+static void control(tlcm_ctx_t *c, const tlcm_msg_t *m)
+{
+	const char *why;
+	const void *buf = tlcm_msg_data(m);
+	if (tlcm_Control_verify_as_root(buf, m->size, &why)) {
+		tlcm_warn(c->g->id, "control message rejected: %s", why);
+		return;
+	}
+	tlcm_Control_table_t ct = tlcm_Control_as_root(buf);
+	const char *name = tlcm_Control_name(ct);
+	const char *value = tlcm_Control_value(ct);
+	switch (tlcm_Control_op(ct)) {
+	case tlcm_ControlOp_SetParam: {
+		size_t i;
+		for (i = 0; i < c->g->nparams; i++)
+			if (name && !strcmp(c->params[i].d->name, name))
+				break;
+		if (i == c->g->nparams || !value) {
+			tlcm_warn(c->g->id, "control: no parameter '%s'",
+				  name ? name : "(none)");
+			return;
+		}
+		if (!(c->params[i].d->flags & TLCM_PARAM_RUNTIME)) {
+			tlcm_warn(c->g->id, "control: parameter '%s' cannot "
+				  "change while running", name);
+			return;
+		}
+		tlcm_pval_t nv = {0};
+		char err[300];
+		if (tlcm_param_parse(c->params[i].d, value, &nv, err,
+				     sizeof err)) {
+			tlcm_warn(c->g->id, "control: %s: %s", name,
+				  c->params[i].d->type == TLCM_P_SECRET ? "***"
+									: err);
+			tlcm_pval_clear(&nv);
+			return;
+		}
+		nv.given = true;
+		tlcm_pval_clear(&c->params[i]);
+		c->params[i] = nv;
+		tlcm_info(c->g->id, "parameter %s = %s", name,
+			  tlcm_param_display(&nv));
+		if (c->t->param_changed) {
+			int rc = c->t->param_changed(c, c->state, name);
+			if (rc)
+				on_error(c, rc, "param_changed");
+		}
+		return;
+	}
+	case tlcm_ControlOp_Reload: {
+		int rc = reinit(c);
+		if (rc)
+			on_error(c, rc, "reload");
+		else
+			tlcm_info(c->g->id, "reloaded");
+		return;
+	}
+	default:
+		tlcm_warn(c->g->id, "control: %s needs a state store, which "
+			  "this graph has none of",
+			  tlcm_ControlOp_name(tlcm_Control_op(ct))
+				  ? tlcm_ControlOp_name(tlcm_Control_op(ct))
+				  : "unknown operation");
+		return;
+	}
+}
+
+/* Room on every `block` output for a typical message? Returns the first
+ * ring without it. */
+static tlcm_ring_t *gated(tlcm_ctx_t *c, size_t *need)
+{
+	for (size_t p = 0; p < c->nout; p++)
+		for (size_t i = 0; i < c->out[p].n; i++) {
+			tlcm_ring_t *r = c->out[p].rings[i];
+			if (tlcm_ring_policy(r) != TLCM_EDGE_BLOCK)
+				continue;
+			size_t n = tlcm_ring_capacity(r) / 8;
+			if (n > 16384)
+				n = 16384;
+			if (!tlcm_ring_writable(r, n)) {
+				*need = n;
+				return r;
+			}
+		}
+	return NULL;
+}
+
+static void publish_all(tlcm_ctx_t *c)
+{
+	for (size_t p = 0; p < c->nout; p++)
+		for (size_t i = 0; i < c->out[p].n; i++)
+			tlcm_ring_publish(c->out[p].rings[i]);
+}
+
+static bool source(const tlcm_ctx_t *c)
+{
+	return c->g->nin == 0;
+}
+
+/* One scheduling round of node c (owned by the caller). */
+static void run(tlcm_ctx_t *c)
+{
+	sched_t *s = c->s;
+	if (c->finished)
+		return;
+	if (source(c) && atomic_load(&s->stopping)) {
+		finish(c);
+		return;
+	}
+	size_t need;
+	tlcm_ring_t *full = gated(c, &need);
+	if (full) {
+		atomic_store(&c->queued, 0);
+		if (tlcm_ring_arm_space(full, need))
+			wake(c);
+		return;
+	}
+	bool alive = true;
+	uint64_t period = atomic_load(&c->tick_period);
+	if (c->t->tick && (atomic_exchange(&c->tick_due, 0) || period == 0)) {
+		int n = period == 0 ? SOURCE_TICKS : 1;
+		for (int i = 0; i < n && alive; i++) {
+			int rc = c->t->tick(c, c->state, tlcm_now_ns());
+			if (rc == TLCM_ECLOSED) {
+				alive = false;
+				publish_all(c);
+				finish(c);
+				return;
+			} else if (rc) {
+				alive = on_error(c, rc, "tick");
+			}
+			if (period == 0 && i % 16 == 15 && gated(c, &need))
+				break;
+		}
+	}
+	int budget = BUDGET;
+	bool all_eos = c->nin > 0;
+	for (size_t k = 0; k < c->nin && alive; k++) {
+		in_edge_t *e = &c->in[k];
+		while (budget > 0 && alive) {
+			const tlcm_msg_t *ms[BATCH];
+			size_t got = tlcm_ring_peek_many(
+				e->ring, ms, budget < BATCH ? (size_t)budget
+							    : BATCH);
+			if (!got)
+				break;
+			for (size_t i = 0; i < got && alive; i++) {
+				c->st.in++;
+				if (e->port == c->g->nin) {
+					control(c, ms[i]);
+					continue;
+				}
+				if (!c->t->process)
+					continue;
+				c->trace = ms[i]->trace;
+				int rc = c->t->process(c, c->state, (int)e->port,
+						       ms[i]);
+				if (rc == TLCM_ECLOSED) {
+					alive = false;
+				} else if (rc) {
+					alive = on_error(c, rc, "process");
+				}
+			}
+			tlcm_ring_release(e->ring, got);
+			budget -= (int)got;
+		}
+		if (!e->eos && tlcm_ring_eos(e->ring))
+			e->eos = true;
+		if (!e->eos && !e->optional_for_eos)
+			all_eos = false;
+	}
+	publish_all(c);
+	if (!alive || all_eos) {
+		finish(c);
+		return;
+	}
+	/* give up ownership, then look for more work */
+	atomic_store(&c->queued, 0);
+	bool more = atomic_load(&c->tick_due) ||
+		    (c->t->tick && atomic_load(&c->tick_period) == 0) ||
+		    (source(c) && atomic_load(&s->stopping));
+	for (size_t k = 0; k < c->nin && !more; k++)
+		more = tlcm_ring_arm(c->in[k].ring);
+	if (more)
+		wake(c);
+}
+
+static void *worker(void *arg)
+{
+	sched_t *s = arg;
+	tlcm_ctx_t *c;
+	while ((c = pop_ready(s)))
+		run(c);
+	return NULL;
+}
+
+static void *own_thread(void *arg)
+{
+	tlcm_ctx_t *c = arg;
+	sched_t *s = c->s;
+	if (c->g->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(c->g->cpu, &set);
+		int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+		if (rc)
+			tlcm_warn(c->g->id, "cannot pin to cpu %d: %s",
+				  c->g->cpu, strerror(rc));
+	}
+	for (;;) {
+		pthread_mutex_lock(&c->mu);
+		while (!c->ready && !atomic_load(&s->exiting))
+			pthread_cond_wait(&c->cv, &c->mu);
+		bool go = c->ready;
+		c->ready = false;
+		pthread_mutex_unlock(&c->mu);
+		if (atomic_load(&s->exiting))
+			return NULL;
+		if (go)
+			run(c);
+	}
+}
+
+/* Sleeps until the next tick is due, marks due nodes and wakes them. */
+static void *timer(void *arg)
+{
+	sched_t *s = arg;
+	pthread_mutex_lock(&s->mu);
+	while (!atomic_load(&s->exiting)) {
+		uint64_t now = tlcm_now_ns(), next = UINT64_MAX;
+		for (size_t i = 0; i < s->n; i++) {
+			tlcm_ctx_t *c = &s->nodes[i];
+			uint64_t p = atomic_load(&c->tick_period);
+			if (c->finished || p == 0 || p == TLCM_TICK_OFF)
+				continue;
+			uint64_t t = atomic_load(&c->next_tick);
+			if (t <= now) {
+				/* skip missed ticks instead of bursting */
+				uint64_t nt = t + p <= now ? now + p : t + p;
+				atomic_store(&c->next_tick, nt);
+				atomic_store(&c->tick_due, 1);
+				pthread_mutex_unlock(&s->mu);
+				wake(c);
+				pthread_mutex_lock(&s->mu);
+				t = nt;
+			}
+			if (t < next)
+				next = t;
+		}
+		if (next == UINT64_MAX) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&s->timer_cv, &s->mu, &ts);
+		} else if (next > now) {
+			struct timespec ts = {(time_t)(next / 1000000000u),
+					      (long)(next % 1000000000u)};
+			pthread_cond_timedwait(&s->timer_cv, &s->mu, &ts);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* ---- setup and teardown --------------------------------------------------- */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_signals++;
+}
+
+void tlcm_request_stop(void)
+{
+	stop_signals++;
+}
+
+static int ranks(sched_t *s)
+{
+	const tlcm_graph_t *g = s->g;
+	/* longest path from a source over non-feedback edges (graph is a
+	 * DAG there; validated at load) */
+	bool changed = true;
+	for (size_t it = 0; changed && it <= s->n; it++) {
+		changed = false;
+		for (size_t i = 0; i < g->nedges; i++) {
+			const tlcm_gedge_t *e = &g->edges[i];
+			if (e->feedback)
+				continue;
+			int r = s->nodes[e->from].rank + 1;
+			if (r >= MAX_RANKS)
+				r = MAX_RANKS - 1;
+			if (s->nodes[e->to].rank < r) {
+				s->nodes[e->to].rank = r;
+				changed = true;
+			}
+		}
+	}
+	int max = 0;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->nodes[i].rank > max)
+			max = s->nodes[i].rank;
+	return max + 1;
+}
+
+static int setup(sched_t *s, const tlcm_graph_t *g)
+{
+	s->g = g;
+	s->n = g->nnodes;
+	s->nodes = calloc(s->n, sizeof *s->nodes);
+	s->rings = calloc(g->nedges ? g->nedges : 1, sizeof *s->rings);
+	if (!s->nodes || !s->rings)
+		return TLCM_ENOMEM;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	pthread_cond_init(&s->done_cv, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->timer_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	for (size_t i = 0; i < s->n; i++) {
+		tlcm_ctx_t *c = &s->nodes[i];
+		const tlcm_gnode_t *gn = &g->nodes[i];
+		c->s = s;
+		c->g = gn;
+		c->t = gn->type;
+		c->own = gn->own_thread;
+		atomic_store(&c->tick_period, TLCM_TICK_OFF);
+		atomic_store(&c->next_tick, UINT64_MAX);
+		c->state = calloc(1, c->t->state_size ? c->t->state_size : 1);
+		c->params = calloc(gn->nparams ? gn->nparams : 1,
+				   sizeof *c->params);
+		c->out = calloc(gn->nout ? gn->nout : 1, sizeof *c->out);
+		c->nout = gn->nout;
+		if (!c->state || !c->params || !c->out)
+			return TLCM_ENOMEM;
+		for (size_t p = 0; p < gn->nparams; p++) {
+			char why[300];
+			int rc = tlcm_param_parse(gn->params[p].d,
+						  gn->params[p].text,
+						  &c->params[p], why, sizeof why);
+			if (rc)
+				return rc;
+			c->params[p].given = gn->params[p].given;
+		}
+		pthread_mutex_init(&c->mu, NULL);
+		pthread_cond_init(&c->cv, NULL);
+	}
+	for (size_t i = 0; i < g->nedges; i++) {
+		const tlcm_gedge_t *e = &g->edges[i];
+		char name[96];
+		snprintf(name, sizeof name, "tlcm:%s->%s", g->nodes[e->from].id,
+			 g->nodes[e->to].id);
+		int rc = tlcm_ring_create(&s->rings[i], e->capacity, e->policy,
+					  name);
+		if (rc)
+			return rc;
+		tlcm_ctx_t *to = &s->nodes[e->to];
+		in_edge_t *ni = realloc(to->in, (to->nin + 1) * sizeof *ni);
+		if (!ni)
+			return TLCM_ENOMEM;
+		to->in = ni;
+		to->in[to->nin++] = (in_edge_t){
+			.ring = s->rings[i],
+			.port = e->to_port,
+			.optional_for_eos = e->feedback ||
+					    e->to_port == g->nodes[e->to].nin};
+		tlcm_ring_set_notify(s->rings[i], wake_cb, to);
+		tlcm_ctx_t *from = &s->nodes[e->from];
+		tlcm_ring_set_space_notify(s->rings[i], wake_cb, from);
+		out_port_t *op = &from->out[e->from_port];
+		tlcm_ring_t **nr = realloc(op->rings, (op->n + 1) * sizeof *nr);
+		if (!nr)
+			return TLCM_ENOMEM;
+		op->rings = nr;
+		op->rings[op->n++] = s->rings[i];
+	}
+	s->nranks = ranks(s);
+	for (int r = 0; r < s->nranks; r++) {
+		s->q[r] = calloc(s->n, sizeof *s->q[r]);
+		if (!s->q[r])
+			return TLCM_ENOMEM;
+	}
+	return 0;
+}
+
+static void teardown(sched_t *s)
+{
+	for (size_t i = 0; s->nodes && i < s->n; i++) {
+		tlcm_ctx_t *c = &s->nodes[i];
+		for (size_t p = 0; p < c->g->nparams && c->params; p++)
+			tlcm_pval_clear(&c->params[p]);
+		free(c->params);
+		for (size_t p = 0; p < c->nout && c->out; p++)
+			free(c->out[p].rings);
+		free(c->out);
+		free(c->in);
+		free(c->state);
+		free(c->scratch);
+		pthread_mutex_destroy(&c->mu);
+		pthread_cond_destroy(&c->cv);
+	}
+	for (size_t i = 0; s->rings && i < s->g->nedges; i++)
+		tlcm_ring_free(s->rings[i]);
+	for (int r = 0; r < MAX_RANKS; r++)
+		free(s->q[r]);
+	free(s->rings);
+	free(s->nodes);
+	free(s->workers);
+}
+
+int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
+		   tlcm_run_result_t *res)
+{
+	memset(res, 0, sizeof *res);
+	sched_t *s = calloc(1, sizeof *s);
+	if (!s)
+		return TLCM_ENOMEM;
+	int rc = setup(s, g);
+	size_t inited = 0;
+	for (; rc == 0 && inited < s->n; inited++) {
+		tlcm_ctx_t *c = &s->nodes[inited];
+		if (c->t->init && (rc = c->t->init(c, c->state))) {
+			snprintf(res->why, sizeof res->why, "node '%s' (type %s) "
+				 "failed to start: %s", c->g->id, c->t->name,
+				 tlcm_strerror(rc));
+			break;
+		}
+	}
+	if (rc) {
+		if (!res->why[0])
+			snprintf(res->why, sizeof res->why, "cannot set up the "
+				 "graph: %s", tlcm_strerror(rc));
+		for (size_t i = 0; i < inited; i++)
+			if (s->nodes[i].t->fini)
+				s->nodes[i].t->fini(&s->nodes[i],
+						    s->nodes[i].state);
+		res->status = rc;
+		teardown(s);
+		free(s);
+		return rc;
+	}
+
+	struct sigaction sa = {0}, old_int, old_term;
+	if (o && o->handle_signals) {
+		stop_signals = 0;
+		sa.sa_handler = on_signal;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, &old_int);
+		sigaction(SIGTERM, &sa, &old_term);
+	}
+	uint64_t t0 = tlcm_now_ns();
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	s->nworkers = g->workers > 0 ? g->workers : (int)(ncpu > 0 ? ncpu : 1);
+	s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
+	for (int i = 0; i < s->nworkers; i++)
+		pthread_create(&s->workers[i], NULL, worker, s);
+	for (size_t i = 0; i < s->n; i++)
+		if (s->nodes[i].own)
+			pthread_create(&s->nodes[i].thread, NULL, own_thread,
+				       &s->nodes[i]);
+	pthread_create(&s->timer, NULL, timer, s);
+	/* first round: every node looks for work once */
+	for (size_t i = 0; i < s->n; i++)
+		wake(&s->nodes[i]);
+
+	int seen_signals = 0;
+	pthread_mutex_lock(&s->mu);
+	while (atomic_load(&s->nfinished) < s->n) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&s->done_cv, &s->mu, &ts);
+		pthread_mutex_unlock(&s->mu);
+		int sigs = stop_signals;
+		if (sigs != seen_signals) {
+			seen_signals = sigs;
+			if (sigs == 1) {
+				tlcm_info(g->name, "stopping: draining the graph "
+					  "(signal again to abort)");
+				request_stop(s);
+			} else {
+				tlcm_warn(g->name, "aborting without drain");
+				set_failure(s, TLCM_ECLOSED, "aborted by signal");
+				pthread_mutex_lock(&s->mu);
+				break;
+			}
+		}
+		if (o && o->duration_s > 0 &&
+		    (double)(tlcm_now_ns() - t0) / 1e9 >= o->duration_s)
+			request_stop(s);
+		pthread_mutex_lock(&s->mu);
+	}
+	atomic_store(&s->exiting, 1);
+	pthread_cond_broadcast(&s->cv);
+	pthread_cond_broadcast(&s->timer_cv);
+	pthread_mutex_unlock(&s->mu);
+	for (int i = 0; i < s->nworkers; i++)
+		pthread_join(s->workers[i], NULL);
+	for (size_t i = 0; i < s->n; i++)
+		if (s->nodes[i].own) {
+			pthread_mutex_lock(&s->nodes[i].mu);
+			pthread_cond_signal(&s->nodes[i].cv);
+			pthread_mutex_unlock(&s->nodes[i].mu);
+			pthread_join(s->nodes[i].thread, NULL);
+		}
+	pthread_join(s->timer, NULL);
+	if (o && o->handle_signals) {
+		sigaction(SIGINT, &old_int, NULL);
+		sigaction(SIGTERM, &old_term, NULL);
+	}
+	res->seconds = (double)(tlcm_now_ns() - t0) / 1e9;
+	res->status = s->status;
+	snprintf(res->why, sizeof res->why, "%s", s->why);
+	res->nnodes = s->n;
+	res->nodes = calloc(s->n, sizeof *res->nodes);
+	for (size_t i = 0; i < s->n; i++) {
+		tlcm_ctx_t *c = &s->nodes[i];
+		if (res->nodes)
+			res->nodes[i] = c->st;
+		if (c->t->fini)
+			c->t->fini(c, c->state);
+	}
+	for (size_t i = 0; i < g->nedges; i++) {
+		tlcm_ring_stats_t st;
+		tlcm_ring_stats(s->rings[i], &st);
+		if (res->nodes)
+			res->nodes[g->edges[i].from].dropped += st.dropped;
+	}
+	if (!(o && o->quiet))
+		for (size_t i = 0; i < s->n; i++) {
+			tlcm_node_stats_t *ns = &s->nodes[i].st;
+			tlcm_info(g->nodes[i].id, "in %llu, out %llu, dropped "
+				  "%llu, errors %llu, restarts %llu",
+				  (unsigned long long)ns->in,
+				  (unsigned long long)ns->out,
+				  (unsigned long long)(res->nodes
+							       ? res->nodes[i].dropped
+							       : ns->dropped),
+				  (unsigned long long)ns->errors,
+				  (unsigned long long)ns->restarts);
+		}
+	teardown(s);
+	free(s);
+	return res->status;
+}
+
+void tlcm_run_result_fini(tlcm_run_result_t *res)
+{
+	free(res->nodes);
+	res->nodes = NULL;
+}

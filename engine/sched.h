@@ -1,0 +1,45 @@
+/* sched.h — running a graph: rings for edges, contexts for nodes, worker
+ * threads, timers, end of stream and shutdown.
+ *
+ * tlcm_graph_run() creates one ring per edge and one context per node,
+ * calls every node's init, and runs the graph on a pool of workers (plus a
+ * thread for each `thread: own` node) until every node has finished — all
+ * sources done and everything drained — or a stop is requested (signal,
+ * duration), which stops the sources and drains the rest. Scheduling: a
+ * node is queued when an input has data, its tick is due, or (for a
+ * free-running source) its outputs have room; a queued node runs one batch
+ * at a time on one thread; among queued nodes the most downstream runs
+ * first, so queues stay short. A node whose `block` output is nearly full
+ * is not run until the consumer frees space (back-pressure).
+ */
+#ifndef TLCM_SCHED_H
+#define TLCM_SCHED_H
+
+#include "engine/graph.h"
+
+typedef struct tlcm_run_opts {
+	double duration_s;   /* > 0: stop (and drain) after this long */
+	bool handle_signals; /* SIGINT/SIGTERM drain; a second one aborts */
+	bool quiet;          /* no end-of-run summary */
+} tlcm_run_opts_t;
+
+typedef struct tlcm_node_stats {
+	uint64_t in, out, dropped, errors, restarts;
+} tlcm_node_stats_t;
+
+typedef struct tlcm_run_result {
+	int status;           /* 0, or the error that stopped the graph */
+	char why[512];        /* what failed, naming the node */
+	double seconds;
+	size_t nnodes;
+	tlcm_node_stats_t *nodes; /* per graph node; freed by the caller */
+} tlcm_run_result_t;
+
+int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
+		   tlcm_run_result_t *res);
+void tlcm_run_result_fini(tlcm_run_result_t *res);
+
+/* Ask the running graph to stop and drain (async-signal-safe). */
+void tlcm_request_stop(void);
+
+#endif
