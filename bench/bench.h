@@ -47,5 +47,7 @@ void bench_report(const char *suite, const char *kase, const char *unit,
 extern volatile uint64_t bench_sink;
 
 int bench_suite_fb(const bench_opts_t *o);
+int bench_suite_ring(const bench_opts_t *o);
+int bench_suite_hop(const bench_opts_t *o);
 
 #endif

@@ -16,6 +16,9 @@ volatile uint64_t bench_sink;
 static const bench_suite_t suites[] = {
 	{"fb", "FlatBuffers build/verify/read vs cJSON encode/parse",
 	 bench_suite_fb},
+	{"ring", "SPSC ring throughput/latency vs pipe, AF_UNIX, NNG inproc",
+	 bench_suite_ring},
+	{"hop", "graph hops, memory, idle CPU vs GStreamer", bench_suite_hop},
 };
 #define NSUITES (sizeof suites / sizeof suites[0])
 

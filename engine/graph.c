@@ -835,7 +835,7 @@ static void load_edge(loader_t *L, const tlcm_ynode_t *e)
 			   .policy = TLCM_EDGE_BLOCK,
 			   .line = e->line,
 			   .col = e->col};
-	const tlcm_ynode_t *from = NULL, *to = NULL;
+	const tlcm_ynode_t *from = NULL, *to = NULL, *policy = NULL;
 	bool ok = true;
 	for (size_t i = 0; i < e->n; i++) {
 		const tlcm_ynode_t *k = tlcm_yaml_key(e, i), *v = tlcm_yaml_val(e, i);
@@ -862,6 +862,7 @@ static void load_edge(loader_t *L, const tlcm_ynode_t *e)
 				ed.capacity = (size_t)b;
 			}
 		} else if (!strcmp(k->str, "policy")) {
+			policy = v;
 			t = scalar_text(L, v, false, "edge.policy");
 			if (!t || tlcm_edge_policy_parse(t, &ed.policy)) {
 				if (t)
@@ -892,6 +893,15 @@ static void load_edge(loader_t *L, const tlcm_ynode_t *e)
 	if (!from || !to) {
 		ERR(L, e, "edge needs both 'from' and 'to'");
 		return;
+	}
+	/* a cycle of full block edges would wait on itself forever */
+	if (ed.feedback && !policy)
+		ed.policy = TLCM_EDGE_DROP_OLDEST;
+	else if (ed.feedback && ed.policy == TLCM_EDGE_BLOCK) {
+		ERR(L, policy, "feedback edges cannot use policy 'block' (a "
+		    "cycle of full edges would wait on itself); use "
+		    "drop_oldest or drop_newest");
+		ok = false;
 	}
 	ok &= resolve(L, from, from->str, true, &ed.from, &ed.from_port);
 	ok &= resolve(L, to, to->str, false, &ed.to, &ed.to_port);

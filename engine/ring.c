@@ -42,7 +42,8 @@ typedef struct ring_shm {
 	uint32_t magic, version;
 	uint64_t cap;
 	uint32_t policy;
-	_Atomic uint32_t closed;
+	_Atomic uint32_t closed;   /* producer: no more messages */
+	_Atomic uint32_t detached; /* consumer: gone, stop producing */
 	/* producer line */
 	_Alignas(LINE) _Atomic uint64_t head;
 	_Atomic uint32_t data_seq;     /* futex: bumped to wake the consumer */
@@ -361,10 +362,12 @@ static bool drop_one(tlcm_ring_t *r)
 	return got;
 }
 
-/* Wait until need bytes are free (block policy). */
-static int wait_space(tlcm_ring_t *r, uint64_t need)
+/* Wait until need bytes are free (block policy); timeout_ns < 0: forever. */
+static int wait_space(tlcm_ring_t *r, uint64_t need, int64_t timeout_ns)
 {
 	ring_shm_t *s = r->shm;
+	uint64_t deadline = timeout_ns < 0 ? 0 : now_ns() + (uint64_t)timeout_ns;
+	int rc = 0;
 	while (free_bytes(r) < need) {
 		uint32_t seq = atomic_load(&s->space_seq);
 		atomic_store(&s->space_need, need);
@@ -372,14 +375,54 @@ static int wait_space(tlcm_ring_t *r, uint64_t need)
 		r->p_tail_cache = atomic_load(&s->tail);
 		if (free_bytes(r) >= need)
 			break;
-		if (atomic_load(&s->closed))
-			return TLCM_ECLOSED;
-		struct timespec ts = {0, 100 * 1000 * 1000}; /* re-check 10/s */
+		if (atomic_load(&s->closed) || atomic_load(&s->detached)) {
+			rc = TLCM_ECLOSED;
+			break;
+		}
+		/* re-check 10 times a second even without a wake-up */
+		uint64_t left = 100 * 1000 * 1000;
+		if (timeout_ns >= 0) {
+			uint64_t now = now_ns();
+			if (now >= deadline) {
+				rc = TLCM_ETIMEDOUT;
+				break;
+			}
+			if (deadline - now < left)
+				left = deadline - now;
+		}
+		struct timespec ts = {(time_t)(left / 1000000000u),
+				      (long)(left % 1000000000u)};
 		futex(&s->space_seq, FUTEX_WAIT, seq, &ts);
 		r->p_tail_cache = atomic_load(&s->tail);
 	}
 	atomic_store(&s->prod_waiting, 0);
-	return 0;
+	return rc;
+}
+
+/* Bytes a reservation of max needs from the current head, padding
+ * included. */
+static uint64_t need_for(tlcm_ring_t *r, size_t max)
+{
+	uint64_t need = TLCM_MSG_HDR + align8(max);
+	uint64_t to_end = tlcm_ring_capacity(r) - (r->p_head & r->mask);
+	return to_end < need ? to_end + need : need;
+}
+
+int tlcm_ring_wait_space(tlcm_ring_t *r, size_t max, int64_t timeout_ns)
+{
+	if (max > tlcm_ring_max_payload(r))
+		return TLCM_ETOOBIG;
+	return wait_space(r, need_for(r, max), timeout_ns);
+}
+
+void tlcm_ring_detach(tlcm_ring_t *r)
+{
+	ring_shm_t *s = r->shm;
+	atomic_store(&s->detached, 1);
+	atomic_fetch_add(&s->space_seq, 1);
+	futex(&s->space_seq, FUTEX_WAKE, INT32_MAX, NULL);
+	if (r->space_notify)
+		r->space_notify(r->space_arg);
 }
 
 void *tlcm_ring_reserve(tlcm_ring_t *r, size_t max, int flags, int *err)
@@ -390,7 +433,8 @@ void *tlcm_ring_reserve(tlcm_ring_t *r, size_t max, int flags, int *err)
 		e = TLCM_ETOOBIG;
 		goto fail;
 	}
-	if (atomic_load_explicit(&s->closed, memory_order_relaxed)) {
+	if (atomic_load_explicit(&s->closed, memory_order_relaxed) ||
+	    atomic_load_explicit(&s->detached, memory_order_relaxed)) {
 		e = TLCM_ECLOSED;
 		goto fail;
 	}
@@ -423,7 +467,7 @@ void *tlcm_ring_reserve(tlcm_ring_t *r, size_t max, int flags, int *err)
 			} else if (flags & TLCM_RING_NOWAIT) {
 				e = TLCM_EAGAIN;
 				goto fail;
-			} else if ((e = wait_space(r, total))) {
+			} else if ((e = wait_space(r, total, -1))) {
 				goto fail;
 			}
 		}
@@ -690,9 +734,14 @@ void tlcm_ring_set_notify(tlcm_ring_t *r, void (*fn)(void *), void *arg)
 
 bool tlcm_ring_arm(tlcm_ring_t *r)
 {
-	atomic_store(&r->shm->cons_waiting, 1);
-	if (readable_sc(r) || atomic_load(&r->shm->closed)) {
-		atomic_store(&r->shm->cons_waiting, 0);
+	/* shared state only (see ring.h): with nothing held, the consumer's
+	 * read position is tail (or rd under drop_oldest) */
+	ring_shm_t *s = r->shm;
+	atomic_store(&s->cons_waiting, 1);
+	uint64_t pos = r->policy == TLCM_EDGE_DROP_OLDEST ? atomic_load(&s->rd)
+							   : atomic_load(&s->tail);
+	if (atomic_load(&s->head) > pos || atomic_load(&s->closed)) {
+		atomic_store(&s->cons_waiting, 0);
 		return true;
 	}
 	return false;
@@ -706,11 +755,13 @@ void tlcm_ring_set_space_notify(tlcm_ring_t *r, void (*fn)(void *), void *arg)
 
 bool tlcm_ring_arm_space(tlcm_ring_t *r, size_t need)
 {
+	/* shared state only (see ring.h): nothing unpublished is pending */
 	ring_shm_t *s = r->shm;
 	atomic_store(&s->space_need, need);
 	atomic_store(&s->prod_waiting, 1);
-	r->p_tail_cache = atomic_load(&s->tail);
-	if (free_bytes(r) >= need || atomic_load(&s->closed)) {
+	uint64_t used = atomic_load(&s->head) - atomic_load(&s->tail);
+	if (tlcm_ring_capacity(r) - used >= need || atomic_load(&s->closed) ||
+	    atomic_load(&s->detached)) {
 		atomic_store(&s->prod_waiting, 0);
 		return true;
 	}
@@ -719,6 +770,8 @@ bool tlcm_ring_arm_space(tlcm_ring_t *r, size_t need)
 
 bool tlcm_ring_writable(tlcm_ring_t *r, size_t need)
 {
+	if (atomic_load_explicit(&r->shm->detached, memory_order_relaxed))
+		return true; /* reservations fail fast: nothing to wait for */
 	uint64_t total = 2 * (TLCM_MSG_HDR + align8(need)); /* room to wrap */
 	if (free_bytes(r) >= total)
 		return true;

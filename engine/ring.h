@@ -128,7 +128,16 @@ int tlcm_ring_push(tlcm_ring_t *r, const void *data, size_t size,
  * drained the ring; a waiting side wakes up. */
 void tlcm_ring_close(tlcm_ring_t *r);
 
+/* Wait until a reservation of max bytes would fit, the ring is closed or
+ * detached, or timeout_ns passes (< 0: forever): 0, TLCM_ECLOSED or
+ * TLCM_ETIMEDOUT. For callers that reserve with TLCM_RING_NOWAIT. */
+int tlcm_ring_wait_space(tlcm_ring_t *r, size_t max, int64_t timeout_ns);
+
 /* ---- consumer ---- */
+
+/* The consumer is gone for good: the producer's reservations fail with
+ * TLCM_ECLOSED from now on (and a waiting producer wakes up). */
+void tlcm_ring_detach(tlcm_ring_t *r);
 
 /* Oldest message not yet peeked, or NULL when there is none. Peeked
  * messages stay valid until released. */
@@ -151,12 +160,15 @@ int tlcm_ring_wait_data(tlcm_ring_t *r, int64_t timeout_ns);
 /* Consumer-side notification for schedulers: arm() says "tell me when data
  * arrives"; the producer's next publish then calls fn(arg) once (in the
  * producer's thread) and disarms. arm() returns true when data is already
- * there (nothing was armed). Only for rings whose both ends are in this
- * process; cross-process consumers use tlcm_ring_wait_data(). */
+ * there (nothing was armed). arm() reads only the shared segment, so a
+ * scheduler may call it after handing the consumer to another thread,
+ * provided every peeked message was released. The callback only works
+ * within this process; cross-process consumers use tlcm_ring_wait_data(). */
 void tlcm_ring_set_notify(tlcm_ring_t *r, void (*fn)(void *), void *arg);
 bool tlcm_ring_arm(tlcm_ring_t *r);
-/* Producer-side: tell fn(arg) when space frees up after a full ring (for
- * schedulers that must not block a worker on a full edge). */
+/* Producer-side: tell fn(arg) when `need` bytes of the ring are free (for
+ * schedulers that must not block a worker on a full edge). Like arm(),
+ * arm_space() reads only the shared segment; nothing may be unpublished. */
 void tlcm_ring_set_space_notify(tlcm_ring_t *r, void (*fn)(void *), void *arg);
 bool tlcm_ring_arm_space(tlcm_ring_t *r, size_t need);
 

@@ -1,12 +1,17 @@
 /* sched.c — the graph runtime: contexts, emit, workers, timers, EOS,
  * shutdown (see sched.h and node.h).
  *
- * Each node has an atomic `queued` flag: whoever flips it from 0 to 1 puts
- * the node on a ready queue, and the worker that pops it owns the node
- * until it clears the flag. That is the whole "never two threads in one
- * node" guarantee. After a run the worker clears the flag, then re-checks
- * for work and arms the input rings (a producer's next publish then calls
- * wake()), so no wake-up is lost between the check and the arming.
+ * Each node has an atomic state IDLE → QUEUED → RUNNING → IDLE. Only the
+ * thread that moves a node to RUNNING (by CAS) may call into it: that is
+ * the whole "never two threads in one node" guarantee. After a run the
+ * thread sets IDLE, then re-checks for work and arms the input rings (a
+ * producer's next publish then calls wake()), so no wake-up is lost.
+ *
+ * A worker never sleeps on a full `block` edge while the node behind it
+ * could run: it claims that consumer (IDLE or QUEUED → RUNNING) and runs
+ * it right there, then retries. Consumers further down are helped the
+ * same way, so a pool of any size cannot deadlock on a DAG of block edges
+ * (feedback edges, the only cycles, never block: see graph.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,8 +45,11 @@ typedef struct in_edge {
 
 typedef struct out_port {
 	tlcm_ring_t **rings;
+	struct tlcm_ctx **dst; /* consumer of each ring */
 	size_t n;
 } out_port_t;
+
+enum { ST_IDLE, ST_QUEUED, ST_RUNNING };
 
 typedef struct sched sched_t;
 
@@ -55,12 +63,12 @@ struct tlcm_ctx {
 	size_t nin;
 	out_port_t *out;
 	size_t nout;
-	_Atomic int queued;
+	_Atomic int run_state; /* ST_* */
 	int rank;
 	_Atomic uint64_t tick_period;
 	_Atomic uint64_t next_tick;
 	_Atomic int tick_due;
-	bool finished;
+	_Atomic bool finished;
 	uint64_t trace;
 	tlcm_node_stats_t st;
 	unsigned restarts_window;
@@ -86,7 +94,7 @@ struct sched {
 	pthread_cond_t cv;      /* workers wait for ready nodes */
 	pthread_cond_t done_cv; /* main waits for the end */
 	size_t *q[MAX_RANKS];   /* ready queues per rank (circular) */
-	size_t qhead[MAX_RANKS], qlen[MAX_RANKS];
+	size_t qhead[MAX_RANKS], qlen[MAX_RANKS], qcap[MAX_RANKS];
 	int nranks;
 	int nworkers;
 	pthread_t *workers;
@@ -227,13 +235,52 @@ static int bad_port(const tlcm_ctx_t *c, int port)
 	return 0;
 }
 
-static void copy_to(tlcm_ctx_t *c, tlcm_ring_t *r, const void *data,
+static void run(tlcm_ctx_t *c);
+
+/* Claim consumer c and run it on this thread; false when it is busy,
+ * finished or lives on its own thread. */
+static bool help(tlcm_ctx_t *c)
+{
+	if (c->own)
+		return false;
+	int exp = ST_IDLE;
+	if (!atomic_compare_exchange_strong(&c->run_state, &exp, ST_RUNNING)) {
+		exp = ST_QUEUED;
+		if (!atomic_compare_exchange_strong(&c->run_state, &exp,
+						    ST_RUNNING))
+			return false;
+	}
+	run(c);
+	return true;
+}
+
+/* Reserve on ring r (consumer dst) without ever parking while dst could
+ * run: full `block` edges are worked off by helping. */
+static void *reserve(tlcm_ctx_t *c, tlcm_ring_t *r, tlcm_ctx_t *dst,
+		     size_t size, int *err)
+{
+	for (;;) {
+		void *p = tlcm_ring_reserve(r, size, TLCM_RING_NOWAIT, err);
+		if (p || *err != TLCM_EAGAIN ||
+		    tlcm_ring_policy(r) != TLCM_EDGE_BLOCK)
+			return p;
+		if (atomic_load(&c->s->exiting)) {
+			*err = TLCM_ECLOSED;
+			return NULL;
+		}
+		if (!help(dst))
+			tlcm_ring_wait_space(r, size, 1000000);
+	}
+}
+
+static void copy_to(tlcm_ctx_t *c, out_port_t *op, size_t i, const void *data,
 		    size_t size, const tlcm_msg_meta_t *meta, int *delivered)
 {
 	int err;
-	void *p = tlcm_ring_reserve(r, size, 0, &err);
+	tlcm_ring_t *r = op->rings[i];
+	void *p = reserve(c, r, op->dst[i], size, &err);
 	if (!p) { /* EAGAIN: the ring's policy dropped it and counted */
-		if (err != TLCM_EAGAIN) {
+		if (err != TLCM_EAGAIN && err != TLCM_ECLOSED) {
 			c->st.dropped++;
 			tlcm_warn(c->g->id, "message of %zu bytes lost: %s",
 				  size, tlcm_strerror(err));
@@ -255,7 +302,7 @@ int tlcm_emit(tlcm_ctx_t *c, int port, const char type[4], const void *data,
 	memcpy(meta.type, type, 4);
 	int delivered = 0;
 	for (size_t i = 0; i < op->n; i++)
-		copy_to(c, op->rings[i], data, size, &meta, &delivered);
+		copy_to(c, op, i, data, size, &meta, &delivered);
 	c->st.out++;
 	return delivered || op->n == 0 ? 0 : TLCM_EAGAIN;
 }
@@ -269,7 +316,7 @@ int tlcm_emit_msg(tlcm_ctx_t *c, int port, const tlcm_msg_t *m)
 	memcpy(meta.type, m->type, 4);
 	int delivered = 0;
 	for (size_t i = 0; i < op->n; i++)
-		copy_to(c, op->rings[i], tlcm_msg_data(m), m->size, &meta,
+		copy_to(c, op, i, tlcm_msg_data(m), m->size, &meta,
 			&delivered);
 	c->st.out++;
 	return delivered || op->n == 0 ? 0 : TLCM_EAGAIN;
@@ -284,13 +331,13 @@ int tlcm_emit_begin(tlcm_ctx_t *c, int port, tlcm_fbb_t *b, size_t max)
 	c->emit_ring = NULL;
 	if (op->n) {
 		int err;
-		void *p = tlcm_ring_reserve(op->rings[0], max, 0, &err);
+		void *p = reserve(c, op->rings[0], op->dst[0], max, &err);
 		if (p) {
 			c->emit_ring = op->rings[0];
 			tlcm_fbb_init_fixed(b, p, max);
 			return 0;
 		}
-		if (err != TLCM_EAGAIN)
+		if (err != TLCM_EAGAIN && err != TLCM_ECLOSED)
 			return err;
 	}
 	/* no first edge, or it dropped: build aside for the other edges */
@@ -333,7 +380,7 @@ int tlcm_emit_end(tlcm_ctx_t *c, int port, tlcm_fbb_t *b,
 		first = 1; /* the first edge refused it (the ring counted) */
 	}
 	for (size_t i = first; i < op->n; i++)
-		copy_to(c, op->rings[i], src, size, &meta, &delivered);
+		copy_to(c, op, i, src, size, &meta, &delivered);
 	c->emit_ring = NULL;
 	c->st.out++;
 	return delivered || op->n == 0 ? 0 : TLCM_EAGAIN;
@@ -346,7 +393,23 @@ static void push_ready(sched_t *s, tlcm_ctx_t *c)
 	size_t idx = (size_t)(c - s->nodes);
 	int r = c->rank;
 	pthread_mutex_lock(&s->mu);
-	s->q[r][(s->qhead[r] + s->qlen[r]++) % s->n] = idx;
+	if (s->qlen[r] == s->qcap[r]) {
+		/* stale entries (nodes claimed by helping) can pile up */
+		size_t nc = s->qcap[r] ? 2 * s->qcap[r] : 16;
+		size_t *nq = malloc(nc * sizeof *nq);
+		if (!nq) {
+			pthread_mutex_unlock(&s->mu);
+			tlcm_error(c->g->id, "out of memory queueing the node");
+			return;
+		}
+		for (size_t i = 0; i < s->qlen[r]; i++)
+			nq[i] = s->q[r][(s->qhead[r] + i) % s->qcap[r]];
+		free(s->q[r]);
+		s->q[r] = nq;
+		s->qhead[r] = 0;
+		s->qcap[r] = nc;
+	}
+	s->q[r][(s->qhead[r] + s->qlen[r]++) % s->qcap[r]] = idx;
 	pthread_cond_signal(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 }
@@ -354,7 +417,8 @@ static void push_ready(sched_t *s, tlcm_ctx_t *c)
 /* Queue c unless it is queued or running already. */
 static void wake(tlcm_ctx_t *c)
 {
-	if (atomic_exchange(&c->queued, 1))
+	int exp = ST_IDLE;
+	if (!atomic_compare_exchange_strong(&c->run_state, &exp, ST_QUEUED))
 		return;
 	if (c->own) {
 		pthread_mutex_lock(&c->mu);
@@ -379,15 +443,24 @@ static tlcm_ctx_t *pop_ready(sched_t *s)
 			pthread_mutex_unlock(&s->mu);
 			return NULL;
 		}
+		bool any = false;
 		for (int r = s->nranks - 1; r >= 0; r--)
 			if (s->qlen[r]) {
 				size_t idx = s->q[r][s->qhead[r]];
-				s->qhead[r] = (s->qhead[r] + 1) % s->n;
+				s->qhead[r] = (s->qhead[r] + 1) % s->qcap[r];
 				s->qlen[r]--;
-				pthread_mutex_unlock(&s->mu);
-				return &s->nodes[idx];
+				int exp = ST_QUEUED;
+				if (atomic_compare_exchange_strong(
+					    &s->nodes[idx].run_state, &exp,
+					    ST_RUNNING)) {
+					pthread_mutex_unlock(&s->mu);
+					return &s->nodes[idx];
+				}
+				any = true; /* stale: claimed elsewhere */
+				break;
 			}
-		pthread_cond_wait(&s->cv, &s->mu);
+		if (!any)
+			pthread_cond_wait(&s->cv, &s->mu);
 	}
 }
 
@@ -434,8 +507,9 @@ static void finish(tlcm_ctx_t *c)
 	for (size_t p = 0; p < c->nout; p++)
 		for (size_t i = 0; i < c->out[p].n; i++)
 			tlcm_ring_close(c->out[p].rings[i]);
-	/* drain what is left on inputs so producers never block on us */
+	/* producers must not wait for us any more */
 	for (size_t i = 0; i < c->nin; i++) {
+		tlcm_ring_detach(c->in[i].ring);
 		const tlcm_msg_t *ms[BATCH];
 		size_t k;
 		while ((k = tlcm_ring_peek_many(c->in[i].ring, ms, BATCH)))
@@ -578,7 +652,7 @@ static tlcm_ring_t *gated(tlcm_ctx_t *c, size_t *need)
 			if (n > 16384)
 				n = 16384;
 			if (!tlcm_ring_writable(r, n)) {
-				*need = n;
+				*need = 2 * (n + TLCM_MSG_HDR); /* bytes */
 				return r;
 			}
 		}
@@ -610,7 +684,7 @@ static void run(tlcm_ctx_t *c)
 	size_t need;
 	tlcm_ring_t *full = gated(c, &need);
 	if (full) {
-		atomic_store(&c->queued, 0);
+		atomic_store(&c->run_state, ST_IDLE);
 		if (tlcm_ring_arm_space(full, need))
 			wake(c);
 		return;
@@ -675,7 +749,7 @@ static void run(tlcm_ctx_t *c)
 		return;
 	}
 	/* give up ownership, then look for more work */
-	atomic_store(&c->queued, 0);
+	atomic_store(&c->run_state, ST_IDLE);
 	bool more = atomic_load(&c->tick_due) ||
 		    (c->t->tick && atomic_load(&c->tick_period) == 0) ||
 		    (source(c) && atomic_load(&s->stopping));
@@ -716,7 +790,9 @@ static void *own_thread(void *arg)
 		pthread_mutex_unlock(&c->mu);
 		if (atomic_load(&s->exiting))
 			return NULL;
-		if (go)
+		int exp = ST_QUEUED;
+		if (go && atomic_compare_exchange_strong(&c->run_state, &exp,
+							 ST_RUNNING))
 			run(c);
 	}
 }
@@ -874,14 +950,14 @@ static int setup(sched_t *s, const tlcm_graph_t *g)
 		if (!nr)
 			return TLCM_ENOMEM;
 		op->rings = nr;
-		op->rings[op->n++] = s->rings[i];
+		tlcm_ctx_t **nd = realloc(op->dst, (op->n + 1) * sizeof *nd);
+		if (!nd)
+			return TLCM_ENOMEM;
+		op->dst = nd;
+		op->rings[op->n] = s->rings[i];
+		op->dst[op->n++] = to;
 	}
 	s->nranks = ranks(s);
-	for (int r = 0; r < s->nranks; r++) {
-		s->q[r] = calloc(s->n, sizeof *s->q[r]);
-		if (!s->q[r])
-			return TLCM_ENOMEM;
-	}
 	return 0;
 }
 
@@ -892,8 +968,10 @@ static void teardown(sched_t *s)
 		for (size_t p = 0; p < c->g->nparams && c->params; p++)
 			tlcm_pval_clear(&c->params[p]);
 		free(c->params);
-		for (size_t p = 0; p < c->nout && c->out; p++)
+		for (size_t p = 0; p < c->nout && c->out; p++) {
 			free(c->out[p].rings);
+			free(c->out[p].dst);
+		}
 		free(c->out);
 		free(c->in);
 		free(c->state);
@@ -1026,9 +1104,13 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 		if (c->t->fini)
 			c->t->fini(c, c->state);
 	}
+	res->nedges = g->nedges;
+	res->edges = calloc(g->nedges ? g->nedges : 1, sizeof *res->edges);
 	for (size_t i = 0; i < g->nedges; i++) {
 		tlcm_ring_stats_t st;
 		tlcm_ring_stats(s->rings[i], &st);
+		if (res->edges)
+			res->edges[i] = st;
 		if (res->nodes)
 			res->nodes[g->edges[i].from].dropped += st.dropped;
 	}
@@ -1053,5 +1135,7 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 void tlcm_run_result_fini(tlcm_run_result_t *res)
 {
 	free(res->nodes);
+	free(res->edges);
 	res->nodes = NULL;
+	res->edges = NULL;
 }

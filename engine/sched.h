@@ -32,7 +32,9 @@ typedef struct tlcm_run_result {
 	char why[512];        /* what failed, naming the node */
 	double seconds;
 	size_t nnodes;
-	tlcm_node_stats_t *nodes; /* per graph node; freed by the caller */
+	tlcm_node_stats_t *nodes; /* per graph node */
+	size_t nedges;
+	tlcm_ring_stats_t *edges; /* per graph edge, at the end of the run */
 } tlcm_run_result_t;
 
 int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
