@@ -79,6 +79,7 @@ struct tlcm_ring {
 	uint64_t p_resv;        /* position of the open reservation */
 	size_t p_resv_max;
 	uint64_t p_pending;     /* committed but unpublished messages */
+	uint64_t p_ts;          /* timestamp of the batch being committed */
 	uint64_t p_pending_bytes;
 	/* consumer-local */
 	uint64_t c_rd;          /* next message to peek */
@@ -328,10 +329,17 @@ void tlcm_ring_publish(tlcm_ring_t *r)
 	if (!r->p_pending)
 		return;
 	ring_shm_t *s = r->shm;
-	atomic_fetch_add_explicit(&s->committed, r->p_pending,
-				  memory_order_relaxed);
-	atomic_fetch_add_explicit(&s->bytes, r->p_pending_bytes,
-				  memory_order_relaxed);
+	/* single writer: plain stores, no read-modify-write */
+	atomic_store_explicit(&s->committed,
+			      atomic_load_explicit(&s->committed,
+						   memory_order_relaxed) +
+				      r->p_pending,
+			      memory_order_relaxed);
+	atomic_store_explicit(&s->bytes,
+			      atomic_load_explicit(&s->bytes,
+						   memory_order_relaxed) +
+				      r->p_pending_bytes,
+			      memory_order_relaxed);
 	r->p_pending = 0;
 	r->p_pending_bytes = 0;
 	atomic_store(&s->head, r->p_head);
@@ -368,9 +376,14 @@ static int wait_space(tlcm_ring_t *r, uint64_t need, int64_t timeout_ns)
 	ring_shm_t *s = r->shm;
 	uint64_t deadline = timeout_ns < 0 ? 0 : now_ns() + (uint64_t)timeout_ns;
 	int rc = 0;
+	/* hysteresis: be woken once a quarter of the ring is free, not for
+	 * every message the consumer releases */
+	uint64_t want = tlcm_ring_capacity(r) / 4;
+	if (want < need)
+		want = need;
 	while (free_bytes(r) < need) {
 		uint32_t seq = atomic_load(&s->space_seq);
-		atomic_store(&s->space_need, need);
+		atomic_store(&s->space_need, want);
 		atomic_store(&s->prod_waiting, 1);
 		r->p_tail_cache = atomic_load(&s->tail);
 		if (free_bytes(r) >= need)
@@ -502,13 +515,16 @@ int tlcm_ring_commit_defer(tlcm_ring_t *r, const void *data, size_t size,
 		memmove(start, d, size);
 	size_t len = TLCM_MSG_HDR + align8(size);
 	m->size = (uint32_t)size;
+	/* one clock read per published batch: the first commit stamps it */
+	if (r->p_pending == 0)
+		r->p_ts = now_ns();
 	if (meta) {
 		memcpy(m->type, meta->type, 4);
-		m->ts_ns = meta->ts_ns ? meta->ts_ns : now_ns();
+		m->ts_ns = meta->ts_ns ? meta->ts_ns : r->p_ts;
 		m->trace = meta->trace;
 	} else {
 		memset(m->type, 0, 4);
-		m->ts_ns = now_ns();
+		m->ts_ns = r->p_ts;
 		m->trace = 0;
 	}
 	m->seq = ++r->p_seq;
@@ -662,7 +678,10 @@ void tlcm_ring_release(tlcm_ring_t *r, size_t n)
 		uint64_t t = r->c_npeeked ? r->c_peeked[r->c_first] : r->c_rd;
 		atomic_store(&s->tail, t);
 	}
-	atomic_fetch_add_explicit(&s->consumed, n, memory_order_relaxed);
+	atomic_store_explicit(&s->consumed,
+			      atomic_load_explicit(&s->consumed,
+						   memory_order_relaxed) + n,
+			      memory_order_relaxed);
 	wake_producer(r);
 }
 

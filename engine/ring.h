@@ -58,7 +58,9 @@ typedef struct tlcm_msg {
 	uint32_t size;          /* payload bytes */
 	char type[4];           /* FlatBuffers file identifier */
 	uint64_t seq;           /* per-ring sequence, from 1 */
-	uint64_t ts_ns;         /* CLOCK_MONOTONIC at commit unless given */
+	uint64_t ts_ns;         /* CLOCK_MONOTONIC at the first commit of its
+				   published batch, unless the producer gave
+				   one */
 	uint64_t trace;         /* id of the originating frame/sample */
 } tlcm_msg_t;
 
