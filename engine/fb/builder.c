@@ -53,7 +53,7 @@ void tlcm_fbb_init_fixed(tlcm_fbb_t *b, void *mem, size_t cap)
 {
 	init_common(b);
 	b->buf = mem;
-	b->cap = cap;
+	b->cap = cap > TLCM_FB_MAX_BUFFER ? TLCM_FB_MAX_BUFFER : cap;
 	b->fixed = true;
 	if (!mem && cap)
 		fail(b, TLCM_EINVAL);
@@ -78,8 +78,18 @@ void tlcm_fbb_fini(tlcm_fbb_t *b)
 	memset(b, 0, sizeof *b);
 }
 
-/* Make room for n more bytes at the front; 0 or the sticky error. */
-static int ensure(tlcm_fbb_t *b, size_t n)
+static int grow(tlcm_fbb_t *b, size_t n);
+
+/* Make room for n more bytes at the front; 0 or the sticky error. The
+ * common case (room, no error) stays inline; growth is out of line. */
+static inline int ensure(tlcm_fbb_t *b, size_t n)
+{
+	if (__builtin_expect(!b->err && b->cap - b->used >= n, 1))
+		return 0;
+	return grow(b, n);
+}
+
+static __attribute__((noinline, cold)) int grow(tlcm_fbb_t *b, size_t n)
 {
 	if (b->err)
 		return b->err;
@@ -92,6 +102,8 @@ static int ensure(tlcm_fbb_t *b, size_t n)
 	size_t ncap = b->cap ? b->cap : DEFAULT_CAP;
 	while (ncap - b->used < n)
 		ncap *= 2;
+	if (ncap > TLCM_FB_MAX_BUFFER) /* the inline fast path relies on it */
+		ncap = TLCM_FB_MAX_BUFFER;
 	uint8_t *nb = malloc(ncap);
 	if (!nb)
 		return fail(b, TLCM_ENOMEM);
@@ -108,7 +120,7 @@ static inline uint8_t *front(tlcm_fbb_t *b)
 }
 
 /* Zero-pad so that after writing len more bytes the front is aligned. */
-static int prealign(tlcm_fbb_t *b, size_t len, size_t align)
+static inline int prealign(tlcm_fbb_t *b, size_t len, size_t align)
 {
 	if (align > b->minalign)
 		b->minalign = align;
@@ -121,7 +133,7 @@ static int prealign(tlcm_fbb_t *b, size_t len, size_t align)
 }
 
 /* Reserve n bytes at the front (already aligned by the caller). */
-static uint8_t *push(tlcm_fbb_t *b, size_t n)
+static inline uint8_t *push(tlcm_fbb_t *b, size_t n)
 {
 	if (ensure(b, n))
 		return NULL;
