@@ -140,7 +140,15 @@ const char *tlcm_param_type_name(tlcm_param_type_t t)
 	return (unsigned)t < 10 ? type_names[t] : "?";
 }
 
-int tlcm_parse_duration(const char *s, uint64_t *ns)
+typedef struct {
+	const char *unit;
+	double mul;
+} unit_t;
+
+/* A non-negative number followed by one of units (spaces allowed between);
+ * whole: the result must be an integer. */
+static int parse_units(const char *s, const unit_t *units, size_t nunits,
+		       bool whole, uint64_t *out)
 {
 	char *end;
 	errno = 0;
@@ -149,54 +157,50 @@ int tlcm_parse_duration(const char *s, uint64_t *ns)
 		return TLCM_EINVAL;
 	while (*end == ' ')
 		end++;
-	static const struct {
-		const char *u;
-		double mul;
-	} units[] = {{"ns", 1},      {"us", 1e3},     {"ms", 1e6},
-		     {"s", 1e9},     {"m", 60e9},     {"min", 60e9},
-		     {"h", 3600e9},  {"d", 86400e9}};
-	double mul = 0;
-	if (*end == 0 && v == 0)
-		mul = 1;
-	for (size_t i = 0; !mul && i < sizeof units / sizeof units[0]; i++)
-		if (strcmp(end, units[i].u) == 0)
-			mul = units[i].mul;
-	if (!mul || v * mul > 1.8e19)
-		return TLCM_EINVAL;
-	*ns = (uint64_t)(v * mul + 0.5);
-	return 0;
+	for (size_t i = 0; i < nunits; i++)
+		if (strcmp(end, units[i].unit) == 0) {
+			double x = v * units[i].mul;
+			if (x > 1.8e19 || (whole && x != floor(x)))
+				return TLCM_EINVAL;
+			*out = (uint64_t)(whole ? x : x + 0.5);
+			return 0;
+		}
+	return TLCM_EINVAL;
+}
+
+int tlcm_parse_duration(const char *s, uint64_t *ns)
+{
+	static const unit_t units[] = {
+		{"ns", 1},     {"us", 1e3},    {"ms", 1e6},     {"s", 1e9},
+		{"m", 60e9},   {"min", 60e9},  {"h", 3600e9},   {"d", 86400e9}};
+	if (strcmp(s, "0") == 0) { /* the one duration without a unit */
+		*ns = 0;
+		return 0;
+	}
+	return parse_units(s, units, sizeof units / sizeof units[0], false, ns);
 }
 
 int tlcm_parse_size(const char *s, uint64_t *bytes)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (end == s || errno || !(v >= 0) || isinf(v))
-		return TLCM_EINVAL;
-	while (*end == ' ')
-		end++;
-	static const struct {
-		const char *u;
-		double mul;
-	} units[] = {{"", 1},
-		     {"B", 1},
-		     {"KiB", 1024.0},
-		     {"MiB", 1048576.0},
-		     {"GiB", 1073741824.0},
-		     {"kB", 1e3},
-		     {"KB", 1e3},
-		     {"MB", 1e6},
-		     {"GB", 1e9}};
-	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-		if (strcmp(end, units[i].u) == 0) {
-			double b = v * units[i].mul;
-			if (b > 1.8e19 || b != floor(b))
-				return TLCM_EINVAL;
-			*bytes = (uint64_t)b;
-			return 0;
-		}
-	return TLCM_EINVAL;
+	static const unit_t units[] = {
+		{"", 1},         {"B", 1},    {"KiB", 1024.0},
+		{"MiB", 1048576.0}, {"GiB", 1073741824.0},
+		{"kB", 1e3},     {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}};
+	return parse_units(s, units, sizeof units / sizeof units[0], true,
+			   bytes);
+}
+
+/* Is word (len bytes) one of the '|'-separated items of list? */
+static bool bar_list_has(const char *list, const char *word, size_t len)
+{
+	for (const char *p = list; *p;) {
+		const char *bar = strchr(p, '|');
+		size_t l = bar ? (size_t)(bar - p) : strlen(p);
+		if (l == len && strncmp(p, word, len) == 0)
+			return true;
+		p += l + (bar ? 1 : 0);
+	}
+	return false;
 }
 
 void tlcm_pval_clear(tlcm_pval_t *v)
@@ -284,16 +288,7 @@ int tlcm_param_parse(const tlcm_param_desc_t *d, const char *text,
 	}
 	case TLCM_P_ENUM: {
 		const char *c = d->choices ? d->choices : "";
-		size_t l = strlen(text);
-		bool ok = false;
-		for (const char *p = c; *p;) {
-			const char *bar = strchr(p, '|');
-			size_t cl = bar ? (size_t)(bar - p) : strlen(p);
-			if (cl == l && strncmp(p, text, l) == 0)
-				ok = true;
-			p += cl + (bar ? 1 : 0);
-		}
-		if (!ok) {
+		if (!bar_list_has(c, text, strlen(text))) {
 			snprintf(why, n, "'%s' is not one of %s", text, c);
 			return TLCM_EINVAL;
 		}
@@ -809,13 +804,8 @@ static bool types_match(const char *a, const char *b)
 	for (const char *p = a; *p;) {
 		const char *bar = strchr(p, '|');
 		size_t l = bar ? (size_t)(bar - p) : strlen(p);
-		for (const char *q = b; *q;) {
-			const char *qb = strchr(q, '|');
-			size_t ql = qb ? (size_t)(qb - q) : strlen(q);
-			if (l == ql && !strncmp(p, q, l))
-				return true;
-			q += ql + (qb ? 1 : 0);
-		}
+		if (bar_list_has(b, p, l))
+			return true;
 		p += l + (bar ? 1 : 0);
 	}
 	return false;

@@ -173,33 +173,42 @@ static int load(const opts_t *o, tlcm_registry_t *reg, tlcm_graph_t **g)
 	return rc ? 1 : 0;
 }
 
-static int cmd_check(int argc, char **argv)
+/* Load the graph named on the command line and hand it to show(). */
+static int with_graph(const char *cmd, int argc, char **argv,
+		      void (*show)(const opts_t *, const tlcm_graph_t *))
 {
 	opts_t o;
-	int rc = parse_opts("check", argc, argv, &o, false);
+	int rc = parse_opts(cmd, argc, argv, &o, false);
 	tlcm_registry_t reg = {0};
 	tlcm_graph_t *g = NULL;
 	if (!rc && !(rc = load(&o, &reg, &g)))
-		printf("%s: ok (graph '%s': %zu nodes, %zu edges)\n", o.file,
-		       g->name, g->nnodes, g->nedges);
+		show(&o, g);
 	tlcm_graph_free(g);
 	tlcm_registry_fini(&reg);
 	free(o.sets);
 	return rc;
 }
 
+static void show_ok(const opts_t *o, const tlcm_graph_t *g)
+{
+	printf("%s: ok (graph '%s': %zu nodes, %zu edges)\n", o->file,
+	       g->name, g->nnodes, g->nedges);
+}
+
+static void show_dot(const opts_t *o, const tlcm_graph_t *g)
+{
+	(void)o;
+	tlcm_graph_dot(g, stdout);
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	return with_graph("check", argc, argv, show_ok);
+}
+
 static int cmd_dot(int argc, char **argv)
 {
-	opts_t o;
-	int rc = parse_opts("dot", argc, argv, &o, false);
-	tlcm_registry_t reg = {0};
-	tlcm_graph_t *g = NULL;
-	if (!rc && !(rc = load(&o, &reg, &g)))
-		tlcm_graph_dot(g, stdout);
-	tlcm_graph_free(g);
-	tlcm_registry_fini(&reg);
-	free(o.sets);
-	return rc;
+	return with_graph("dot", argc, argv, show_dot);
 }
 
 static int cmd_run(int argc, char **argv)
