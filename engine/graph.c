@@ -230,8 +230,19 @@ static int range_check(const tlcm_param_desc_t *d, double x, char *why,
 		       size_t n)
 {
 	if (ranged(d) && (x < d->min || x > d->max)) {
-		snprintf(why, n, "%g is outside the allowed range %g..%g", x,
-			 d->min, d->max);
+		/* whole numbers in full, not 1.04858e+06 */
+		const char *f = d->type == TLCM_P_FLOAT
+					? "%g is outside the allowed range %g..%g"
+					: "%.0f is outside the allowed range "
+					  "%.0f..%.0f";
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+		snprintf(why, n, f, x, d->min, d->max);
+#pragma GCC diagnostic pop
+		if (d->type == TLCM_P_SIZE)
+			strncat(why, " bytes", n - strlen(why) - 1);
+		else if (d->type == TLCM_P_DURATION)
+			strncat(why, " ns", n - strlen(why) - 1);
 		return TLCM_EINVAL;
 	}
 	return 0;
@@ -246,7 +257,11 @@ int tlcm_param_parse(const tlcm_param_desc_t *d, const char *text,
 	switch (d->type) {
 	case TLCM_P_INT: {
 		errno = 0;
-		long long v = strtoll(text, &end, 0);
+		/* decimal (a leading 0 is not octal, as in YAML 1.2) or 0x.. */
+		bool hex = (text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) ||
+			   (text[0] == '-' && text[1] == '0' &&
+			    (text[2] == 'x' || text[2] == 'X'));
+		long long v = strtoll(text, &end, hex ? 16 : 10);
 		if (end == text || *end || errno) {
 			snprintf(why, n, "'%s' is not an integer", text);
 			return TLCM_EINVAL;
@@ -764,6 +779,12 @@ static bool resolve(loader_t *L, const tlcm_ynode_t *at, const char *ref,
 	const tlcm_port_desc_t *ports = output ? n->type->outputs
 					       : n->type->inputs;
 	size_t np = output ? n->nout : n->nin;
+	if (np == 0 && (output || !dot)) {
+		ERR(L, at, "node '%s' (type %s) has no %s ports%s", id,
+		    n->type->name, output ? "output" : "input",
+		    output ? "" : " (only 'control')");
+		return false;
+	}
 	if (!dot) {
 		if (np != 1) {
 			ERR(L, at, "'%s' has %zu %s ports: name one as %s.PORT",

@@ -82,6 +82,37 @@ static void set_err(char *err, size_t errlen, int line, int col,
 	snprintf(err, errlen, "%d:%d: %s", line, col, msg);
 }
 
+/* Is the next item of the open collection a mapping key? */
+static bool key_position(const builder_t *b)
+{
+	return b->depth > 0 && b->stack[b->depth - 1]->kind == TLCM_Y_MAP &&
+	       b->stack[b->depth - 1]->nitems % 2 == 0;
+}
+
+/* Keys must be plain scalars and unique within their mapping (YAML says
+ * duplicates are an error; silently taking one would surprise). */
+static bool bad_key(const builder_t *b, const tlcm_ynode_t *key, char *err,
+		    size_t errlen)
+{
+	char msg[300];
+	if (key->kind != TLCM_Y_SCALAR) {
+		snprintf(msg, sizeof msg, "mapping keys must be plain names, "
+			 "not %s", tlcm_yaml_kind_name(key->kind));
+		set_err(err, errlen, key->line, key->col, msg);
+		return true;
+	}
+	const tlcm_ynode_t *map = b->stack[b->depth - 1];
+	for (size_t i = 0; i < map->nitems; i += 2)
+		if (strcmp(map->items[i]->str, key->str) == 0) {
+			snprintf(msg, sizeof msg, "duplicate key '%.100s' (first "
+				 "at line %d, column %d)", key->str,
+				 map->items[i]->line, map->items[i]->col);
+			set_err(err, errlen, key->line, key->col, msg);
+			return true;
+		}
+	return false;
+}
+
 static tlcm_ynode_t *parse(struct fy_parser *fyp, struct fy_diag *diag,
 			   char *err, size_t errlen)
 {
@@ -146,6 +177,12 @@ static tlcm_ynode_t *parse(struct fy_parser *fyp, struct fy_diag *diag,
 						     ? TLCM_Y_MAP
 						     : TLCM_Y_SEQ;
 			}
+			if (key_position(&b) &&
+			    bad_key(&b, node, err, errlen)) {
+				tlcm_yaml_free(node);
+				bad = true;
+				break;
+			}
 			if (push_item(&b, node)) {
 				tlcm_yaml_free(node);
 				set_err(err, errlen, line, col, "out of memory");
@@ -183,8 +220,7 @@ static tlcm_ynode_t *parse(struct fy_parser *fyp, struct fy_diag *diag,
 		void *it = NULL;
 		struct fy_diag_error *de = fy_diag_errors_iterate(diag, &it);
 		if (de)
-			set_err(err, errlen, de->line + 1, de->column + 1,
-				de->msg);
+			set_err(err, errlen, de->line, de->column, de->msg);
 		else
 			set_err(err, errlen, 0, 0, "invalid YAML");
 		bad = true;

@@ -134,6 +134,10 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts_t *o,
 		} else if (run && !strcmp(a, "--quiet")) {
 			o->quiet = true;
 			tlcm_log_level = TLCM_LOG_WARN;
+		} else if (run && (!strcmp(a, "--duration") ||
+				   !strcmp(a, "--log-level"))) {
+			fprintf(stderr, "tinylcm %s: %s needs a value\n", cmd, a);
+			return 2;
 		} else if (a[0] == '-' && a[1]) {
 			fprintf(stderr, "tinylcm %s: unknown option %s (see "
 				"tinylcm help %s)\n", cmd, a, cmd);
