@@ -357,6 +357,28 @@ static void one_thread_per_node(void)
 	"  - { from: src.out, to: f.in }\n"                                \
 	"  - { from: f.out, to: sink.in }\n"
 
+static void own_thread_and_pinning(void)
+{
+	/* the same exactly-once guarantee with a dedicated, pinned thread */
+	tlcm_graph_t *g = load(
+		"graph: own\n"
+		"settings: { workers: 1 }\n"
+		"nodes:\n"
+		"  src: { type: gen, params: { count: 20000, payload: 16 } }\n"
+		"  mid: { type: tee, thread: own, cpu: 0 }\n"
+		"  sink: { type: sink, params: { expect: 20000 }, thread: own }\n"
+		"edges:\n"
+		"  - { from: src.out, to: mid.in, capacity: 4KiB }\n"
+		"  - { from: mid.out, to: sink.in, capacity: 4KiB }\n",
+		NULL, 0);
+	tlcm_run_result_t res;
+	CHECK_INT(run(g, 0, &res), 0);
+	CHECK_STR(res.why, "");
+	CHECK_UINT(res.nodes[2].in, 20000);
+	tlcm_run_result_fini(&res);
+	tlcm_graph_free(g);
+}
+
 static void error_policies(void)
 {
 	const char *buf;
@@ -463,6 +485,7 @@ int main(void)
 	drain_on_stop();
 	policies_and_fanout();
 	one_thread_per_node();
+	own_thread_and_pinning();
 	error_policies();
 	timers_and_control();
 	sets_override();
