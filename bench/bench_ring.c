@@ -645,6 +645,34 @@ static const tcase_t tcases[] = {
  * from the futex for most messages. */
 #define LAT_N 25000
 
+/* ---- one thread: the ring's own instruction cost ---- */
+
+typedef struct {
+	tlcm_ring_t *ring;
+	uint8_t payload[64];
+} solo_t;
+
+/* Produce a batch of 64, publish, consume it: no cache line crosses a
+ * core, so this is what the ring code itself costs per message. */
+static void solo_body(void *arg, size_t n)
+{
+	solo_t *c = arg;
+	const tlcm_msg_t *m[BATCH];
+	for (size_t i = 0; i < n; i += BATCH) {
+		for (int j = 0; j < BATCH; j++) {
+			int err;
+			void *p = tlcm_ring_reserve(c->ring, 64, 0, &err);
+			memcpy(p, c->payload, 64);
+			tlcm_ring_commit_defer(c->ring, p, 64, NULL);
+		}
+		tlcm_ring_publish(c->ring);
+		size_t k = tlcm_ring_peek_many(c->ring, m, BATCH);
+		for (size_t j = 0; j < k; j++)
+			bench_sink += *(const uint8_t *)tlcm_msg_data(m[j]);
+		tlcm_ring_release(c->ring, k);
+	}
+}
+
 int bench_suite_ring(const bench_opts_t *o)
 {
 	static entry_t e[4];
@@ -716,5 +744,18 @@ int bench_suite_ring(const bench_opts_t *o)
 		     n, runs, b50, nb);
 	bench_report("ring", "spsc_64B_latency_p99", "ns", median(e[0].w, runs),
 		     n, runs, b99, nb);
+
+	/* where the two-thread time goes: the same batches on one thread */
+	static solo_t solo;
+	if (tlcm_ring_create(&solo.ring, RING_CAP, TLCM_EDGE_BLOCK,
+			     "tlcm-bench-solo") == 0) {
+		size_t sn = (size_t)(5000000 * o->scale) / BATCH * BATCH;
+		if (sn < BATCH)
+			sn = BATCH;
+		double ns = bench_measure(o, sn, solo_body, &solo);
+		bench_report("ring", "one_thread_64B_batched", "ns_per_msg", ns,
+			     sn, o->runs, NULL, 0);
+		tlcm_ring_free(solo.ring);
+	}
 	return failed ? -1 : 0;
 }
