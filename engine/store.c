@@ -1,0 +1,812 @@
+/* store.c — durable state on RocksDB's C API (see store.h).
+ *
+ * Snapshot keys live in the node's family as "snap/<16 hex digits of the
+ * version>", so versions sort by key and the newest is found by seeking
+ * backwards. Each value is a fixed header (magic, version, time, group,
+ * size, CRC-32, reason) followed by the bytes. Version numbers and group
+ * ids are allocated under one mutex; everything a snapshot changes (new
+ * version, pruned old ones, the group counter) goes into one WriteBatch.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <zlib.h>
+
+#include "engine/log.h"
+#include "engine/store.h"
+
+#define FORMAT "tinylcm-store/1"
+#define SNAP_MAGIC 0x504e5354u /* "TSNP" */
+#define MAX_FAMILIES 1024
+
+static const char *const system_families[] = {"default", "meta", "outbox",
+					      "dedup", "registry"};
+#define NSYSTEM (sizeof system_families / sizeof system_families[0])
+
+typedef struct {
+	uint32_t magic;
+	uint32_t format;
+	uint64_t version;
+	uint64_t time_ns;
+	uint64_t group;
+	uint64_t size;
+	uint32_t crc;
+	uint32_t _pad;
+	char reason[64];
+} snap_hdr_t;
+
+struct tlcm_store {
+	char *path;
+	tlcm_store_opts_t o;
+	rocksdb_t *db;
+	rocksdb_options_t *dbopts;
+	rocksdb_writeoptions_t *wopts;
+	rocksdb_readoptions_t *ropts;
+	pthread_mutex_t mu; /* families, version allocation */
+	char **names;
+	rocksdb_column_family_handle_t **cfs;
+	size_t ncf;
+	/* batch sync: a thread flushes the log every interval */
+	pthread_t syncer;
+	pthread_cond_t cv;
+	bool stop, dirty, has_syncer;
+};
+
+struct tlcm_batch {
+	rocksdb_writebatch_t *wb;
+};
+
+static const char *sync_names[] = {"always", "batch", "never"};
+
+const char *tlcm_sync_name(tlcm_sync_t s)
+{
+	return (unsigned)s < 3 ? sync_names[s] : "?";
+}
+
+int tlcm_sync_parse(const char *s, tlcm_sync_t *out)
+{
+	for (unsigned i = 0; i < 3; i++)
+		if (s && !strcmp(s, sync_names[i])) {
+			*out = (tlcm_sync_t)i;
+			return 0;
+		}
+	return TLCM_EINVAL;
+}
+
+const char *tlcm_store_path(const tlcm_store_t *s)
+{
+	return s->path;
+}
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Map a RocksDB error to a code and a message for people. */
+static int rerr(char *e, const char *path, char *why, size_t n)
+{
+	int rc = TLCM_EIO;
+	if (strstr(e, "lock") || strstr(e, "Resource temporarily")) {
+		snprintf(why, n, "store %s is in use by another process (a "
+			 "running graph?): %s", path, e);
+		rc = TLCM_EBUSY;
+	} else if (strstr(e, "Corruption") || strstr(e, "corrupt")) {
+		snprintf(why, n, "store %s is corrupt: %s", path, e);
+		rc = TLCM_ECORRUPT;
+	} else if (strstr(e, "No space")) {
+		snprintf(why, n, "store %s: disk full: %s", path, e);
+		rc = TLCM_ENOSPC;
+	} else {
+		snprintf(why, n, "store %s: %s", path, e);
+	}
+	rocksdb_free(e);
+	return rc;
+}
+
+static void *syncer(void *arg)
+{
+	tlcm_store_t *s = arg;
+	pthread_mutex_lock(&s->mu);
+	while (!s->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t t = (uint64_t)ts.tv_nsec + s->o.sync_interval;
+		ts.tv_sec += (time_t)(t / 1000000000u);
+		ts.tv_nsec = (long)(t % 1000000000u);
+		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+		if (s->dirty) {
+			s->dirty = false;
+			pthread_mutex_unlock(&s->mu);
+			tlcm_store_sync(s);
+			pthread_mutex_lock(&s->mu);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+static bool is_dir(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool has_file(const char *dir, const char *name)
+{
+	char p[4096];
+	struct stat st;
+	snprintf(p, sizeof p, "%s/%s", dir, name);
+	return stat(p, &st) == 0;
+}
+
+int tlcm_store_open(tlcm_store_t **out, const char *path,
+		    const tlcm_store_opts_t *o, char *why, size_t whylen)
+{
+	*out = NULL;
+	why[0] = 0;
+	tlcm_store_opts_t opt = o ? *o : (tlcm_store_opts_t){0};
+	if (!opt.sync_interval)
+		opt.sync_interval = 100 * 1000000ull;
+	if (!opt.keep)
+		opt.keep = 5;
+	bool exists = is_dir(path);
+	struct stat st;
+	if (!exists && stat(path, &st) == 0) {
+		snprintf(why, whylen, "store %s is not a directory", path);
+		return TLCM_ECORRUPT;
+	}
+	if (!exists && (opt.must_exist || opt.read_only)) {
+		snprintf(why, whylen, "no store at %s", path);
+		return TLCM_ENOENT;
+	}
+	if (exists && !has_file(path, "CURRENT")) {
+		/* an empty directory may become a store; anything else not */
+		bool empty = true;
+		DIR *d = opendir(path);
+		struct dirent *de;
+		while (d && (de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+				empty = false;
+		if (d)
+			closedir(d);
+		if (!empty || opt.must_exist || opt.read_only) {
+			snprintf(why, whylen, "%s is not a TinyLCM store (no "
+				 "RocksDB database in it)", path);
+			return TLCM_ECORRUPT;
+		}
+		exists = false;
+	}
+	tlcm_store_t *s = calloc(1, sizeof *s);
+	if (!s)
+		return TLCM_ENOMEM;
+	s->path = strdup(path);
+	s->o = opt;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	s->dbopts = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(s->dbopts, !opt.read_only);
+	rocksdb_options_set_create_missing_column_families(s->dbopts,
+							   !opt.read_only);
+	rocksdb_options_set_keep_log_file_num(s->dbopts, 2);
+	rocksdb_options_set_max_open_files(s->dbopts, 64);
+
+	/* every family that exists must be opened; add the system ones */
+	char *err = NULL;
+	size_t nlisted = 0;
+	char **listed = NULL;
+	if (exists) {
+		listed = rocksdb_list_column_families(s->dbopts, path, &nlisted,
+						      &err);
+		if (err) {
+			int rc = rerr(err, path, why, whylen);
+			if (rc == TLCM_EIO) {
+				snprintf(why, whylen, "%s is not a TinyLCM "
+					 "store (RocksDB cannot read it)", path);
+				rc = TLCM_ECORRUPT;
+			}
+			tlcm_store_close(s);
+			return rc;
+		}
+	}
+	size_t cap = nlisted + NSYSTEM;
+	s->names = calloc(cap, sizeof *s->names);
+	s->cfs = calloc(cap, sizeof *s->cfs);
+	for (size_t i = 0; i < nlisted; i++)
+		s->names[s->ncf++] = strdup(listed[i]);
+	if (listed)
+		rocksdb_list_column_families_destroy(listed, nlisted);
+	for (size_t i = 0; i < NSYSTEM && !opt.read_only; i++) {
+		bool have = false;
+		for (size_t j = 0; j < s->ncf; j++)
+			have |= !strcmp(s->names[j], system_families[i]);
+		if (!have)
+			s->names[s->ncf++] = strdup(system_families[i]);
+	}
+	const rocksdb_options_t **cfo = calloc(s->ncf, sizeof *cfo);
+	for (size_t i = 0; i < s->ncf; i++)
+		cfo[i] = s->dbopts;
+	if (opt.read_only)
+		s->db = rocksdb_open_for_read_only_column_families(
+			s->dbopts, path, (int)s->ncf,
+			(const char *const *)s->names, cfo, s->cfs, 0, &err);
+	else
+		s->db = rocksdb_open_column_families(
+			s->dbopts, path, (int)s->ncf,
+			(const char *const *)s->names, cfo, s->cfs, &err);
+	free(cfo);
+	if (err) {
+		int rc = rerr(err, path, why, whylen);
+		tlcm_store_close(s);
+		return rc;
+	}
+	s->wopts = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(s->wopts, opt.sync == TLCM_SYNC_ALWAYS);
+	s->ropts = rocksdb_readoptions_create();
+
+	/* a store of ours carries its format in meta */
+	void *fmt = NULL;
+	size_t flen = 0;
+	int rc = tlcm_store_get(s, "meta", "format", 6, &fmt, &flen);
+	if (rc == TLCM_ENOENT && !exists && !opt.read_only) {
+		rc = tlcm_store_put(s, "meta", "format", 6, FORMAT,
+				    strlen(FORMAT));
+	} else if (rc == TLCM_ENOENT) {
+		snprintf(why, whylen, "%s is a RocksDB database but not a "
+			 "TinyLCM store (no format marker)", path);
+		rc = TLCM_ECORRUPT;
+	} else if (rc == 0 && (flen != strlen(FORMAT) ||
+			       memcmp(fmt, FORMAT, flen))) {
+		snprintf(why, whylen, "store %s has format '%.*s', this "
+			 "TinyLCM reads '%s'", path, (int)(flen > 40 ? 40 : flen),
+			 (const char *)fmt, FORMAT);
+		rc = TLCM_ECORRUPT;
+	}
+	free(fmt);
+	if (rc) {
+		if (!why[0])
+			snprintf(why, whylen, "store %s: %s", path,
+				 tlcm_strerror(rc));
+		tlcm_store_close(s);
+		return rc;
+	}
+	if (opt.sync == TLCM_SYNC_BATCH && !opt.read_only) {
+		s->has_syncer = pthread_create(&s->syncer, NULL, syncer, s) == 0;
+	}
+	*out = s;
+	return 0;
+}
+
+void tlcm_store_close(tlcm_store_t *s)
+{
+	if (!s)
+		return;
+	if (s->has_syncer) {
+		pthread_mutex_lock(&s->mu);
+		s->stop = true;
+		pthread_cond_signal(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->syncer, NULL);
+	}
+	if (s->db && s->o.sync != TLCM_SYNC_NEVER && !s->o.read_only)
+		tlcm_store_sync(s);
+	for (size_t i = 0; i < s->ncf; i++) {
+		if (s->cfs && s->cfs[i])
+			rocksdb_column_family_handle_destroy(s->cfs[i]);
+		free(s->names[i]);
+	}
+	if (s->db)
+		rocksdb_close(s->db);
+	if (s->dbopts)
+		rocksdb_options_destroy(s->dbopts);
+	if (s->wopts)
+		rocksdb_writeoptions_destroy(s->wopts);
+	if (s->ropts)
+		rocksdb_readoptions_destroy(s->ropts);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	free(s->names);
+	free(s->cfs);
+	free(s->path);
+	free(s);
+}
+
+/* The handle of family name, created on first use (under s->mu). */
+static rocksdb_column_family_handle_t *family(tlcm_store_t *s,
+					      const char *name, bool create)
+{
+	for (size_t i = 0; i < s->ncf; i++)
+		if (!strcmp(s->names[i], name))
+			return s->cfs[i];
+	if (!create || s->o.read_only || s->ncf >= MAX_FAMILIES)
+		return NULL;
+	char *err = NULL;
+	rocksdb_column_family_handle_t *h =
+		rocksdb_create_column_family(s->db, s->dbopts, name, &err);
+	if (err) {
+		tlcm_error("store", "cannot create family %s in %s: %s", name,
+			   s->path, err);
+		rocksdb_free(err);
+		return NULL;
+	}
+	char **nn = realloc(s->names, (s->ncf + 1) * sizeof *nn);
+	rocksdb_column_family_handle_t **nc =
+		realloc(s->cfs, (s->ncf + 1) * sizeof *nc);
+	if (nn)
+		s->names = nn;
+	if (nc)
+		s->cfs = nc;
+	if (!nn || !nc) {
+		rocksdb_column_family_handle_destroy(h);
+		return NULL;
+	}
+	s->names[s->ncf] = strdup(name);
+	s->cfs[s->ncf++] = h;
+	return h;
+}
+
+static rocksdb_column_family_handle_t *fam(tlcm_store_t *s, const char *name,
+					   bool create)
+{
+	pthread_mutex_lock(&s->mu);
+	rocksdb_column_family_handle_t *h = family(s, name, create);
+	pthread_mutex_unlock(&s->mu);
+	return h;
+}
+
+static void mark_dirty(tlcm_store_t *s)
+{
+	if (s->o.sync != TLCM_SYNC_BATCH)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->dirty = true;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static int werr(tlcm_store_t *s, char *err, const char *what)
+{
+	char why[600];
+	int rc = rerr(err, s->path, why, sizeof why);
+	tlcm_error("store", "%s: %s", what, why);
+	return rc;
+}
+
+int tlcm_store_put(tlcm_store_t *s, const char *f, const void *key,
+		   size_t klen, const void *val, size_t vlen)
+{
+	rocksdb_column_family_handle_t *h = fam(s, f, true);
+	if (!h)
+		return s->o.read_only ? TLCM_EPERM : TLCM_EIO;
+	char *err = NULL;
+	rocksdb_put_cf(s->db, s->wopts, h, key, klen, val, vlen, &err);
+	if (err)
+		return werr(s, err, "put");
+	mark_dirty(s);
+	return 0;
+}
+
+int tlcm_store_get(tlcm_store_t *s, const char *f, const void *key,
+		   size_t klen, void **val, size_t *vlen)
+{
+	*val = NULL;
+	*vlen = 0;
+	rocksdb_column_family_handle_t *h = fam(s, f, false);
+	if (!h)
+		return TLCM_ENOENT;
+	char *err = NULL;
+	char *v = rocksdb_get_cf(s->db, s->ropts, h, key, klen, vlen, &err);
+	if (err)
+		return werr(s, err, "get");
+	if (!v)
+		return TLCM_ENOENT;
+	*val = malloc(*vlen ? *vlen : 1);
+	if (!*val) {
+		rocksdb_free(v);
+		return TLCM_ENOMEM;
+	}
+	memcpy(*val, v, *vlen);
+	rocksdb_free(v);
+	return 0;
+}
+
+int tlcm_store_delete(tlcm_store_t *s, const char *f, const void *key,
+		      size_t klen)
+{
+	rocksdb_column_family_handle_t *h = fam(s, f, false);
+	if (!h)
+		return 0;
+	char *err = NULL;
+	rocksdb_delete_cf(s->db, s->wopts, h, key, klen, &err);
+	if (err)
+		return werr(s, err, "delete");
+	mark_dirty(s);
+	return 0;
+}
+
+tlcm_batch_t *tlcm_batch_new(void)
+{
+	tlcm_batch_t *b = calloc(1, sizeof *b);
+	if (b && !(b->wb = rocksdb_writebatch_create())) {
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
+void tlcm_batch_free(tlcm_batch_t *b)
+{
+	if (!b)
+		return;
+	rocksdb_writebatch_destroy(b->wb);
+	free(b);
+}
+
+int tlcm_batch_put(tlcm_store_t *s, tlcm_batch_t *b, const char *f,
+		   const void *key, size_t klen, const void *val, size_t vlen)
+{
+	rocksdb_column_family_handle_t *h = fam(s, f, true);
+	if (!h)
+		return TLCM_EIO;
+	rocksdb_writebatch_put_cf(b->wb, h, key, klen, val, vlen);
+	return 0;
+}
+
+int tlcm_batch_delete(tlcm_store_t *s, tlcm_batch_t *b, const char *f,
+		      const void *key, size_t klen)
+{
+	rocksdb_column_family_handle_t *h = fam(s, f, true);
+	if (!h)
+		return TLCM_EIO;
+	rocksdb_writebatch_delete_cf(b->wb, h, key, klen);
+	return 0;
+}
+
+int tlcm_store_write(tlcm_store_t *s, tlcm_batch_t *b)
+{
+	if (s->o.read_only)
+		return TLCM_EPERM;
+	char *err = NULL;
+	rocksdb_write(s->db, s->wopts, b->wb, &err);
+	if (err)
+		return werr(s, err, "write batch");
+	mark_dirty(s);
+	return 0;
+}
+
+int tlcm_store_sync(tlcm_store_t *s)
+{
+	char *err = NULL;
+	rocksdb_flush_wal(s->db, 1, &err);
+	return err ? werr(s, err, "sync") : 0;
+}
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+static void node_family(const char *node, char *out, size_t n)
+{
+	snprintf(out, n, "node/%s", node);
+}
+
+static void snap_key(uint64_t v, char key[22])
+{
+	snprintf(key, 22, "snap/%016llx", (unsigned long long)v);
+}
+
+/* Newest version of node (0 when none); under s->mu. */
+static uint64_t newest(tlcm_store_t *s, const char *node)
+{
+	char fname[128];
+	node_family(node, fname, sizeof fname);
+	rocksdb_column_family_handle_t *h = family(s, fname, false);
+	if (!h)
+		return 0;
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, h);
+	rocksdb_iter_seek_for_prev(it, "snap/\xff", 6);
+	uint64_t v = 0;
+	if (rocksdb_iter_valid(it)) {
+		size_t kl;
+		const char *k = rocksdb_iter_key(it, &kl);
+		if (kl == 21 && !memcmp(k, "snap/", 5))
+			v = strtoull(k + 5, NULL, 16);
+	}
+	rocksdb_iter_destroy(it);
+	return v;
+}
+
+static int parse_snap(const char *node, const char *val, size_t vlen,
+		      tlcm_snap_info_t *info)
+{
+	snap_hdr_t h;
+	memset(info, 0, sizeof *info);
+	snprintf(info->node, sizeof info->node, "%s", node);
+	if (vlen < sizeof h)
+		return TLCM_ECORRUPT;
+	memcpy(&h, val, sizeof h);
+	if (h.magic != SNAP_MAGIC || h.format != 1 ||
+	    h.size != vlen - sizeof h)
+		return TLCM_ECORRUPT;
+	info->version = h.version;
+	info->time_ns = h.time_ns;
+	info->group = h.group;
+	info->size = (size_t)h.size;
+	memcpy(info->reason, h.reason, sizeof info->reason);
+	info->reason[sizeof info->reason - 1] = 0;
+	uint32_t crc = (uint32_t)crc32(0, (const Bytef *)val + sizeof h,
+				       (uInt)h.size);
+	info->intact = crc == h.crc;
+	return info->intact ? 0 : TLCM_ECORRUPT;
+}
+
+/* Add version v of node (and pruning beyond keep) to batch b; under s->mu. */
+static int add_snapshot(tlcm_store_t *s, tlcm_batch_t *b, const char *node,
+			uint64_t v, uint64_t group, const void *data,
+			size_t len, const char *reason)
+{
+	char fname[128], key[22];
+	node_family(node, fname, sizeof fname);
+	rocksdb_column_family_handle_t *h = family(s, fname, true);
+	if (!h)
+		return TLCM_EIO;
+	snap_hdr_t hdr = {.magic = SNAP_MAGIC, .format = 1, .version = v,
+			  .time_ns = realtime_ns(), .group = group,
+			  .size = len,
+			  .crc = (uint32_t)crc32(0, data, (uInt)len)};
+	snprintf(hdr.reason, sizeof hdr.reason, "%s", reason ? reason : "");
+	char *val = malloc(sizeof hdr + len);
+	if (!val)
+		return TLCM_ENOMEM;
+	memcpy(val, &hdr, sizeof hdr);
+	if (len)
+		memcpy(val + sizeof hdr, data, len);
+	snap_key(v, key);
+	rocksdb_writebatch_put_cf(b->wb, h, key, 21, val, sizeof hdr + len);
+	free(val);
+	if (v > s->o.keep) {
+		char from[22], to[22];
+		snap_key(0, from);
+		snap_key(v - s->o.keep + 1, to);
+		rocksdb_writebatch_delete_range_cf(b->wb, h, from, 21, to, 21);
+	}
+	return 0;
+}
+
+static int next_group(tlcm_store_t *s, tlcm_batch_t *b, uint64_t *g)
+{
+	rocksdb_column_family_handle_t *h = family(s, "meta", true);
+	char *err = NULL;
+	size_t vl;
+	char *v = rocksdb_get_cf(s->db, s->ropts, h, "group_seq", 9, &vl, &err);
+	if (err)
+		return werr(s, err, "read group counter");
+	uint64_t cur = 0;
+	if (v && vl == 8)
+		memcpy(&cur, v, 8);
+	rocksdb_free(v);
+	*g = cur + 1;
+	rocksdb_writebatch_put_cf(b->wb, h, "group_seq", 9, (const char *)g, 8);
+	return 0;
+}
+
+int tlcm_store_snapshot_group(tlcm_store_t *s, size_t n,
+			      const char *const *nodes,
+			      const void *const *data, const size_t *lens,
+			      const char *reason, uint64_t *versions)
+{
+	if (s->o.read_only)
+		return TLCM_EPERM;
+	tlcm_batch_t *b = tlcm_batch_new();
+	if (!b)
+		return TLCM_ENOMEM;
+	pthread_mutex_lock(&s->mu);
+	uint64_t group = 0;
+	int rc = n > 1 ? next_group(s, b, &group) : 0;
+	for (size_t i = 0; !rc && i < n; i++) {
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(nodes[i], nodes[j]))
+				rc = TLCM_EINVAL; /* one version per node */
+		if (rc)
+			break;
+		versions[i] = newest(s, nodes[i]) + 1;
+		rc = add_snapshot(s, b, nodes[i], versions[i], group, data[i],
+				  lens[i], reason);
+	}
+	if (!rc)
+		rc = tlcm_store_write(s, b);
+	pthread_mutex_unlock(&s->mu);
+	tlcm_batch_free(b);
+	return rc;
+}
+
+int tlcm_store_snapshot(tlcm_store_t *s, const char *node, const void *data,
+			size_t len, const char *reason, uint64_t *version)
+{
+	uint64_t v = 0;
+	int rc = tlcm_store_snapshot_group(s, 1, &node, &data, &len, reason, &v);
+	if (version)
+		*version = v;
+	return rc;
+}
+
+int tlcm_store_load(tlcm_store_t *s, const char *node, uint64_t version,
+		    void **data, size_t *len, tlcm_snap_info_t *info)
+{
+	*data = NULL;
+	*len = 0;
+	char fname[128], key[22];
+	node_family(node, fname, sizeof fname);
+	pthread_mutex_lock(&s->mu);
+	if (version == 0)
+		version = newest(s, node);
+	rocksdb_column_family_handle_t *h = family(s, fname, false);
+	pthread_mutex_unlock(&s->mu);
+	if (!h || version == 0)
+		return TLCM_ENOENT;
+	snap_key(version, key);
+	char *err = NULL;
+	size_t vl;
+	char *v = rocksdb_get_cf(s->db, s->ropts, h, key, 21, &vl, &err);
+	if (err)
+		return werr(s, err, "load snapshot");
+	if (!v)
+		return TLCM_ENOENT;
+	tlcm_snap_info_t tmp;
+	int rc = parse_snap(node, v, vl, info ? info : &tmp);
+	if (rc == 0) {
+		size_t sz = vl - sizeof(snap_hdr_t);
+		*data = malloc(sz ? sz : 1);
+		if (!*data) {
+			rc = TLCM_ENOMEM;
+		} else {
+			memcpy(*data, v + sizeof(snap_hdr_t), sz);
+			*len = sz;
+		}
+	}
+	rocksdb_free(v);
+	return rc;
+}
+
+static int list_family(tlcm_store_t *s, size_t fi, tlcm_snap_info_t **out,
+		       size_t *n, size_t *cap)
+{
+	const char *node = s->names[fi] + 5;
+	rocksdb_iterator_t *it =
+		rocksdb_create_iterator_cf(s->db, s->ropts, s->cfs[fi]);
+	for (rocksdb_iter_seek(it, "snap/", 5); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t kl, vl;
+		const char *k = rocksdb_iter_key(it, &kl);
+		if (kl < 5 || memcmp(k, "snap/", 5))
+			break;
+		const char *v = rocksdb_iter_value(it, &vl);
+		if (*n == *cap) {
+			*cap = *cap ? 2 * *cap : 16;
+			tlcm_snap_info_t *no = realloc(*out, *cap * sizeof *no);
+			if (!no) {
+				rocksdb_iter_destroy(it);
+				return TLCM_ENOMEM;
+			}
+			*out = no;
+		}
+		tlcm_snap_info_t *inf = &(*out)[(*n)++];
+		if (parse_snap(node, v, vl, inf) && !inf->version) {
+			/* header unreadable: still list it, by its key */
+			inf->version = kl == 21 ? strtoull(k + 5, NULL, 16) : 0;
+			inf->size = vl;
+		}
+	}
+	rocksdb_iter_destroy(it);
+	return 0;
+}
+
+int tlcm_store_list(tlcm_store_t *s, const char *node, tlcm_snap_info_t **out,
+		    size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	size_t cap = 0;
+	int rc = 0;
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; !rc && i < s->ncf; i++) {
+		if (strncmp(s->names[i], "node/", 5))
+			continue;
+		if (node && strcmp(s->names[i] + 5, node))
+			continue;
+		rc = list_family(s, i, out, n, &cap);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int tlcm_store_rollback(tlcm_store_t *s, const char *node, uint64_t version,
+			uint64_t *new_version)
+{
+	void *data;
+	size_t len;
+	tlcm_snap_info_t info;
+	int rc = tlcm_store_load(s, node, version, &data, &len, &info);
+	if (rc)
+		return rc;
+	char reason[64];
+	snprintf(reason, sizeof reason, "rollback to v%llu",
+		 (unsigned long long)version);
+	if (!info.group) {
+		rc = tlcm_store_snapshot(s, node, data, len, reason, new_version);
+		free(data);
+		return rc;
+	}
+	free(data);
+	/* the whole group goes back together */
+	tlcm_snap_info_t *all;
+	size_t n;
+	if ((rc = tlcm_store_list(s, NULL, &all, &n)))
+		return rc;
+	const char **nodes = calloc(n ? n : 1, sizeof *nodes);
+	void **datas = calloc(n ? n : 1, sizeof *datas);
+	size_t *lens = calloc(n ? n : 1, sizeof *lens);
+	uint64_t *vers = calloc(n ? n : 1, sizeof *vers);
+	size_t m = 0;
+	for (size_t i = 0; i < n && nodes && datas && lens && vers; i++) {
+		if (all[i].group != info.group)
+			continue;
+		nodes[m] = all[i].node;
+		rc = tlcm_store_load(s, all[i].node, all[i].version, &datas[m],
+				     &lens[m], NULL);
+		if (rc)
+			break;
+		m++;
+	}
+	if (!rc && m) {
+		rc = tlcm_store_snapshot_group(s, m, nodes,
+					       (const void *const *)datas, lens,
+					       reason, vers);
+		for (size_t i = 0; !rc && i < m; i++)
+			if (!strcmp(nodes[i], node) && new_version)
+				*new_version = vers[i];
+	}
+	for (size_t i = 0; i < m; i++)
+		free(datas[i]);
+	free(nodes);
+	free(datas);
+	free(lens);
+	free(vers);
+	free(all);
+	return rc;
+}
+
+int tlcm_store_check(tlcm_store_t *s, char *report, size_t len)
+{
+	int problems = 0;
+	size_t used = 0;
+	report[0] = 0;
+	tlcm_snap_info_t *all;
+	size_t n;
+	int rc = tlcm_store_list(s, NULL, &all, &n);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		if (all[i].intact)
+			continue;
+		problems++;
+		int w = snprintf(report + used, len - used,
+				 "%s: node %s version %llu is corrupt (checksum "
+				 "or header mismatch)\n", s->path, all[i].node,
+				 (unsigned long long)all[i].version);
+		if (w > 0 && (size_t)w < len - used)
+			used += (size_t)w;
+	}
+	free(all);
+	return problems;
+}
