@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "engine/graph.h"
+#include "engine/store.h"
 #include "engine/yaml.h"
 
 #define MAX_DIAGS 50
@@ -522,7 +523,8 @@ static bool valid_id(const char *s)
 
 static void load_settings(loader_t *L, const tlcm_ynode_t *n)
 {
-	static const char *keys[] = {"workers", "store"};
+	static const char *keys[] = {"workers", "store", "sync",
+				     "sync_interval", "keep"};
 	if (n->kind != TLCM_Y_MAP) {
 		ERR(L, n, "settings: expected a mapping, found %s",
 		    tlcm_yaml_kind_name(n->kind));
@@ -543,8 +545,38 @@ static void load_settings(loader_t *L, const tlcm_ynode_t *n)
 		} else if (strcmp(k->str, "store") == 0) {
 			free(L->g->store);
 			L->g->store = scalar_text(L, v, false, "settings.store");
+		} else if (strcmp(k->str, "sync") == 0) {
+			char *t = scalar_text(L, v, false, "settings.sync");
+			tlcm_sync_t sy;
+			if (t && tlcm_sync_parse(t, &sy))
+				ERR(L, v, "settings.sync: '%s' is not one of "
+				    "always, batch, never", t);
+			else if (t)
+				L->g->sync = (int)sy;
+			free(t);
+		} else if (strcmp(k->str, "sync_interval") == 0) {
+			char *t = scalar_text(L, v, false,
+					      "settings.sync_interval");
+			uint64_t ns;
+			if (t && (tlcm_parse_duration(t, &ns) || ns < 1000000 ||
+				  ns > 60000000000ull))
+				ERR(L, v, "settings.sync_interval: '%s' is not a "
+				    "duration from 1ms to 60s", t);
+			else if (t)
+				L->g->sync_interval = ns;
+			free(t);
+		} else if (strcmp(k->str, "keep") == 0) {
+			char *t = scalar_text(L, v, false, "settings.keep");
+			char *end;
+			long kp = t ? strtol(t, &end, 10) : 0;
+			if (t && (*end || end == t || kp < 1 || kp > 1000))
+				ERR(L, v, "settings.keep: '%s' is not a number "
+				    "of versions 1..1000", t);
+			else if (t)
+				L->g->keep = (unsigned)kp;
+			free(t);
 		} else {
-			unknown_key(L, k, "settings", keys, 2);
+			unknown_key(L, k, "settings", keys, 5);
 		}
 	}
 }

@@ -96,6 +96,9 @@ typedef struct tlcm_graph {
 	char *file;
 	int workers;     /* 0: one per core */
 	char *store;     /* NULL: none */
+	int sync;        /* tlcm_sync_t (engine/store.h) */
+	uint64_t sync_interval; /* ns, for sync: batch */
+	unsigned keep;   /* snapshot versions kept per node */
 	tlcm_gnode_t *nodes;
 	size_t nnodes;
 	tlcm_gedge_t *edges;

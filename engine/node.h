@@ -10,7 +10,6 @@
  *   init(ctx, state)           once, before any message; read parameters,
  *                              set a tick period, allocate. state points to
  *                              state_size zeroed bytes owned by the engine.
- *   restore(ctx, state, ...)   after init, when a snapshot exists.
  *   process(ctx, state, port, msg)
  *                              for every message on input `port`. msg and
  *                              its payload are valid only during the call.
@@ -20,8 +19,14 @@
  *   param_changed(ctx, state, name)
  *                              after a run-time parameter changed (only
  *                              parameters flagged TLCM_PARAM_RUNTIME can).
- *   snapshot(ctx, state, b, &root)
- *                              build the node's durable state into b.
+ *   snapshot(ctx, state, b)    build the node's durable state into b and
+ *                              finish it (T_finish); the engine stores it
+ *                              as a new version when the graph has a
+ *                              store: on request (control port,
+ *                              tlcm_snapshot_now) and at shutdown.
+ *   restore(ctx, state, data, len)
+ *                              at start (and after a restart) with the
+ *                              newest intact version; verify it first.
  *   eos(ctx, state)            all inputs ended; flush what is buffered.
  *                              After it returns, the outputs are closed.
  *   fini(ctx, state)           once, last; free what init allocated.
@@ -129,8 +134,7 @@ typedef struct tlcm_node_type {
 		       const tlcm_msg_t *msg);
 	int (*tick)(tlcm_ctx_t *ctx, void *state, uint64_t now_ns);
 	int (*param_changed)(tlcm_ctx_t *ctx, void *state, const char *name);
-	int (*snapshot)(tlcm_ctx_t *ctx, void *state, tlcm_fbb_t *b,
-			tlcm_fbb_ref_t *root);
+	int (*snapshot)(tlcm_ctx_t *ctx, void *state, tlcm_fbb_t *b);
 	int (*restore)(tlcm_ctx_t *ctx, void *state, const void *data,
 		       size_t len);
 	int (*eos)(tlcm_ctx_t *ctx, void *state);
@@ -176,6 +180,10 @@ uint64_t tlcm_trace(const tlcm_ctx_t *ctx);
  * running flat out); TLCM_TICK_OFF (default) = never. */
 #define TLCM_TICK_OFF UINT64_MAX
 void tlcm_set_tick(tlcm_ctx_t *ctx, uint64_t period_ns);
+
+/* Store a snapshot of this node now (needs a graph store and a snapshot
+ * callback: TLCM_ENOTSUP otherwise). */
+int tlcm_snapshot_now(tlcm_ctx_t *ctx, const char *reason);
 
 /* True once the graph is shutting down: sources should finish. */
 bool tlcm_stopping(const tlcm_ctx_t *ctx);

@@ -28,6 +28,7 @@
 
 #include "engine/log.h"
 #include "engine/sched.h"
+#include "engine/store.h"
 #include "fb/control_fb.h"
 
 #define BATCH 64          /* messages per peek */
@@ -87,6 +88,7 @@ struct tlcm_ctx {
 
 struct sched {
 	const tlcm_graph_t *g;
+	tlcm_store_t *store; /* NULL without settings.store */
 	tlcm_ctx_t *nodes;
 	size_t n;
 	tlcm_ring_t **rings;
@@ -522,6 +524,76 @@ static void finish(tlcm_ctx_t *c)
 	pthread_mutex_unlock(&s->mu);
 }
 
+static int take_snapshot(tlcm_ctx_t *c, const char *reason)
+{
+	sched_t *s = c->s;
+	if (!s->store || !c->t->snapshot)
+		return TLCM_ENOTSUP;
+	tlcm_fbb_t b;
+	int rc = tlcm_fbb_init(&b, 0);
+	if (!rc)
+		rc = c->t->snapshot(c, c->state, &b);
+	if (!rc && (b.in_table || b.used == 0))
+		rc = b.err ? b.err : TLCM_EINVAL; /* not finished */
+	uint64_t v = 0;
+	if (!rc)
+		rc = tlcm_store_snapshot(s->store, c->g->id,
+					 b.buf + b.cap - b.used, b.used, reason,
+					 &v);
+	if (rc)
+		tlcm_error(c->g->id, "snapshot (%s) failed: %s", reason,
+			   tlcm_strerror(rc));
+	else
+		tlcm_debug(c->g->id, "snapshot v%llu, %zu bytes (%s)",
+			   (unsigned long long)v, b.used, reason);
+	tlcm_fbb_fini(&b);
+	return rc;
+}
+
+int tlcm_snapshot_now(tlcm_ctx_t *c, const char *reason)
+{
+	return take_snapshot(c, reason ? reason : "node");
+}
+
+/* Restore version (0: the newest intact one, falling back to older ones
+ * when a version is corrupt or refused by the node). */
+static int restore(tlcm_ctx_t *c, uint64_t version)
+{
+	sched_t *s = c->s;
+	if (!s->store || !c->t->restore)
+		return version ? TLCM_ENOTSUP : 0;
+	tlcm_snap_info_t *l = NULL;
+	size_t n = 0;
+	int rc = tlcm_store_list(s->store, c->g->id, &l, &n);
+	for (size_t i = n; !rc && i-- > 0;) {
+		if (version && l[i].version != version)
+			continue;
+		void *d;
+		size_t len;
+		int lr = tlcm_store_load(s->store, c->g->id, l[i].version, &d,
+					 &len, NULL);
+		if (lr == 0) {
+			lr = c->t->restore(c, c->state, d, len);
+			free(d);
+		}
+		if (lr == 0) {
+			tlcm_info(c->g->id, "restored state v%llu (%s)",
+				  (unsigned long long)l[i].version, l[i].reason);
+			free(l);
+			return 0;
+		}
+		tlcm_warn(c->g->id, "snapshot v%llu unusable: %s%s",
+			  (unsigned long long)l[i].version, tlcm_strerror(lr),
+			  version ? "" : "; trying an older one");
+		if (version)
+			rc = lr;
+	}
+	free(l);
+	if (version && !rc)
+		rc = TLCM_ENOENT;
+	return rc;
+}
+
 static int reinit(tlcm_ctx_t *c)
 {
 	if (c->t->fini)
@@ -529,7 +601,8 @@ static int reinit(tlcm_ctx_t *c)
 	memset(c->state, 0, c->t->state_size);
 	atomic_store(&c->tick_period, TLCM_TICK_OFF);
 	atomic_store(&c->next_tick, UINT64_MAX);
-	return c->t->init ? c->t->init(c, c->state) : 0;
+	int rc = c->t->init ? c->t->init(c, c->state) : 0;
+	return rc ? rc : restore(c, 0);
 }
 
 /* A callback failed with rc: apply the node's on_error policy. Returns
@@ -629,12 +702,36 @@ static void control(tlcm_ctx_t *c, const tlcm_msg_t *m)
 			tlcm_info(c->g->id, "reloaded");
 		return;
 	}
+	case tlcm_ControlOp_Snapshot:
+	case tlcm_ControlOp_Rollback: {
+		bool snap = tlcm_Control_op(ct) == tlcm_ControlOp_Snapshot;
+		if (!c->s->store || !c->t->snapshot || !c->t->restore) {
+			tlcm_warn(c->g->id, "control: %s needs a state store and "
+				  "a node type that snapshots", snap
+					  ? "snapshot" : "rollback");
+			return;
+		}
+		if (snap) {
+			take_snapshot(c, "control");
+			return;
+		}
+		uint64_t v = tlcm_Control_version(ct), nv = 0;
+		int rc = restore(c, v);
+		if (!rc)
+			rc = tlcm_store_rollback(c->s->store, c->g->id, v, &nv);
+		if (rc)
+			tlcm_warn(c->g->id, "control: rollback to v%llu failed: "
+				  "%s", (unsigned long long)v,
+				  tlcm_strerror(rc));
+		else
+			tlcm_info(c->g->id, "rolled back to v%llu (now v%llu)",
+				  (unsigned long long)v,
+				  (unsigned long long)nv);
+		return;
+	}
 	default:
-		tlcm_warn(c->g->id, "control: %s needs a state store, which "
-			  "this graph has none of",
-			  tlcm_ControlOp_name(tlcm_Control_op(ct))
-				  ? tlcm_ControlOp_name(tlcm_Control_op(ct))
-				  : "unknown operation");
+		tlcm_warn(c->g->id, "control: unknown operation %d",
+			  (int)tlcm_Control_op(ct));
 		return;
 	}
 }
@@ -996,6 +1093,15 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 	if (!s)
 		return TLCM_ENOMEM;
 	int rc = setup(s, g);
+	if (!rc && g->store) {
+		tlcm_store_opts_t so = {.sync = (tlcm_sync_t)g->sync,
+					.sync_interval = g->sync_interval,
+					.keep = g->keep};
+		char why[400];
+		rc = tlcm_store_open(&s->store, g->store, &so, why, sizeof why);
+		if (rc)
+			snprintf(res->why, sizeof res->why, "%s", why);
+	}
 	size_t inited = 0;
 	for (; rc == 0 && inited < s->n; inited++) {
 		tlcm_ctx_t *c = &s->nodes[inited];
@@ -1003,6 +1109,13 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 			snprintf(res->why, sizeof res->why, "node '%s' (type %s) "
 				 "failed to start: %s", c->g->id, c->t->name,
 				 tlcm_strerror(rc));
+			break;
+		}
+		if ((rc = restore(c, 0))) {
+			snprintf(res->why, sizeof res->why, "node '%s': cannot "
+				 "read its state: %s", c->g->id,
+				 tlcm_strerror(rc));
+			inited++;
 			break;
 		}
 	}
@@ -1015,6 +1128,7 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 				s->nodes[i].t->fini(&s->nodes[i],
 						    s->nodes[i].state);
 		res->status = rc;
+		tlcm_store_close(s->store);
 		teardown(s);
 		free(s);
 		return rc;
@@ -1110,9 +1224,12 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 		tlcm_ctx_t *c = &s->nodes[i];
 		if (res->nodes)
 			res->nodes[i] = c->st;
+		if (s->store && c->t->snapshot)
+			take_snapshot(c, "shutdown");
 		if (c->t->fini)
 			c->t->fini(c, c->state);
 	}
+	tlcm_store_close(s->store);
 	res->nedges = g->nedges;
 	res->edges = calloc(g->nedges ? g->nedges : 1, sizeof *res->edges);
 	for (size_t i = 0; i < g->nedges; i++) {

@@ -53,8 +53,10 @@ struct tlcm_store {
 	char **names;
 	rocksdb_column_family_handle_t **cfs;
 	size_t ncf;
-	/* batch sync: a thread flushes the log every interval */
+	/* batch sync: a thread flushes the log every interval; its own lock,
+	 * since writes mark the store dirty while holding mu */
 	pthread_t syncer;
+	pthread_mutex_t sync_mu;
 	pthread_cond_t cv;
 	bool stop, dirty, has_syncer;
 };
@@ -116,22 +118,22 @@ static int rerr(char *e, const char *path, char *why, size_t n)
 static void *syncer(void *arg)
 {
 	tlcm_store_t *s = arg;
-	pthread_mutex_lock(&s->mu);
+	pthread_mutex_lock(&s->sync_mu);
 	while (!s->stop) {
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		uint64_t t = (uint64_t)ts.tv_nsec + s->o.sync_interval;
 		ts.tv_sec += (time_t)(t / 1000000000u);
 		ts.tv_nsec = (long)(t % 1000000000u);
-		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+		pthread_cond_timedwait(&s->cv, &s->sync_mu, &ts);
 		if (s->dirty) {
 			s->dirty = false;
-			pthread_mutex_unlock(&s->mu);
+			pthread_mutex_unlock(&s->sync_mu);
 			tlcm_store_sync(s);
-			pthread_mutex_lock(&s->mu);
+			pthread_mutex_lock(&s->sync_mu);
 		}
 	}
-	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_unlock(&s->sync_mu);
 	return NULL;
 }
 
@@ -192,6 +194,7 @@ int tlcm_store_open(tlcm_store_t **out, const char *path,
 	s->path = strdup(path);
 	s->o = opt;
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->sync_mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -295,10 +298,10 @@ void tlcm_store_close(tlcm_store_t *s)
 	if (!s)
 		return;
 	if (s->has_syncer) {
-		pthread_mutex_lock(&s->mu);
+		pthread_mutex_lock(&s->sync_mu);
 		s->stop = true;
 		pthread_cond_signal(&s->cv);
-		pthread_mutex_unlock(&s->mu);
+		pthread_mutex_unlock(&s->sync_mu);
 		pthread_join(s->syncer, NULL);
 	}
 	if (s->db && s->o.sync != TLCM_SYNC_NEVER && !s->o.read_only)
@@ -317,6 +320,7 @@ void tlcm_store_close(tlcm_store_t *s)
 	if (s->ropts)
 		rocksdb_readoptions_destroy(s->ropts);
 	pthread_mutex_destroy(&s->mu);
+	pthread_mutex_destroy(&s->sync_mu);
 	pthread_cond_destroy(&s->cv);
 	free(s->names);
 	free(s->cfs);
@@ -371,9 +375,9 @@ static void mark_dirty(tlcm_store_t *s)
 {
 	if (s->o.sync != TLCM_SYNC_BATCH)
 		return;
-	pthread_mutex_lock(&s->mu);
+	pthread_mutex_lock(&s->sync_mu);
 	s->dirty = true;
-	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_unlock(&s->sync_mu);
 }
 
 static int werr(tlcm_store_t *s, char *err, const char *what)

@@ -12,6 +12,7 @@
 #include "engine/log.h"
 #include "engine/node.h"
 #include "fb/blob_fb.h"
+#include "fb/test_state_fb.h"
 #include "nodes/test/test_nodes.h"
 
 typedef struct {
@@ -32,8 +33,9 @@ static const tlcm_port_desc_t outputs[] = {
 static const tlcm_param_desc_t params[] = {
 	{"rate_hz", TLCM_P_FLOAT, "0", "messages per second; 0 = as fast as "
 	 "the outputs take them", 0, 1e9, NULL, TLCM_PARAM_RUNTIME},
-	{"count", TLCM_P_INT, "0", "messages to send, then end the stream; "
-	 "0 = until stopped", 0, 1e15, NULL, 0},
+	{"count", TLCM_P_INT, "0", "last sequence number to send, then end "
+	 "the stream (counting from a restored state); 0 = until stopped", 0,
+	 1e15, NULL, 0},
 	{"payload", TLCM_P_SIZE, "64", "data bytes per message", 0, 1 << 20,
 	 NULL, 0},
 	{"pattern", TLCM_P_ENUM, "seq", "data bytes: fixed (same every "
@@ -161,6 +163,33 @@ static int param_changed(tlcm_ctx_t *ctx, void *st, const char *name)
 	return 0;
 }
 
+/* The sequence survives restarts, so frame ids stay unique per device. */
+static int snapshot(tlcm_ctx_t *ctx, void *st, tlcm_fbb_t *b)
+{
+	gen_t *g = st;
+	(void)ctx;
+	tlcm_TestState_start(b);
+	tlcm_TestState_add_seq(b, g->seq);
+	tlcm_TestState_add_count(b, g->seq);
+	return tlcm_TestState_finish(b, tlcm_TestState_end(b), NULL)
+		       ? 0 : tlcm_fbb_error(b);
+}
+
+static int restore(tlcm_ctx_t *ctx, void *st, const void *data, size_t len)
+{
+	gen_t *g = st;
+	const char *why;
+	if (tlcm_TestState_verify_as_root(data, len, &why)) {
+		tlcm_node_log(ctx, TLCM_LOG_WARN, "state rejected: %s", why);
+		return TLCM_EBADMSG;
+	}
+	g->seq = tlcm_TestState_seq(tlcm_TestState_as_root(data));
+	if (g->rate > 0) /* continue the schedule from here */
+		g->start_ns = tlcm_now_ns() -
+			      (uint64_t)((double)g->seq / g->rate * 1e9);
+	return 0;
+}
+
 static void fini(tlcm_ctx_t *ctx, void *st)
 {
 	gen_t *g = st;
@@ -178,5 +207,7 @@ const tlcm_node_type_t tlcm_node_gen = {
 	.init = init,
 	.tick = tick,
 	.param_changed = param_changed,
+	.snapshot = snapshot,
+	.restore = restore,
 	.fini = fini,
 };
