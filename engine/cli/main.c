@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/graph.h"
 #include "engine/log.h"
 #include "engine/sched.h"
+#include "engine/store.h"
 #include "nodes/nodes.h"
 #include "tinylcm_version.h"
 
@@ -26,6 +28,7 @@ static int cmd_run(int argc, char **argv);
 static int cmd_check(int argc, char **argv);
 static int cmd_dot(int argc, char **argv);
 static int cmd_nodes(int argc, char **argv);
+static int cmd_state(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 
@@ -57,6 +60,19 @@ static const command_t commands[] = {
 	 "message types), parameters (type, default, range, run-time flag)\n"
 	 "and docs.\n",
 	 cmd_nodes},
+	{"state", "inspect, check or roll back a graph's state store",
+	 "usage: tinylcm state ls STORE\n"
+	 "       tinylcm state show STORE NODE [VERSION]\n"
+	 "       tinylcm state rollback STORE NODE VERSION\n"
+	 "       tinylcm state check STORE\n"
+	 "\n"
+	 "ls lists every kept snapshot (node, version, time, group, size,\n"
+	 "reason, integrity); show prints one (the newest by default) with a\n"
+	 "hex dump; rollback makes VERSION the newest again (its whole group\n"
+	 "if it was a group snapshot) and refuses while a graph holds the\n"
+	 "store; check verifies every snapshot's checksum (exit 1 on any\n"
+	 "problem). ls, show and check also work while the graph runs.\n",
+	 cmd_state},
 	{"version", "print the version",
 	 "usage: tinylcm version\n\nPrint the TinyLCM version.\n", cmd_version},
 	{"help", "show help for a command",
@@ -319,6 +335,151 @@ static int cmd_nodes(int argc, char **argv)
 			       reg.types[i]->doc ? reg.types[i]->doc : "");
 	}
 	tlcm_registry_fini(&reg);
+	return rc;
+}
+
+static void print_time(uint64_t ns)
+{
+	time_t t = (time_t)(ns / 1000000000u);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	printf("%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+	       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static int open_store(const char *path, bool write, tlcm_store_t **s)
+{
+	char why[700];
+	tlcm_store_opts_t o = {.read_only = !write, .must_exist = true};
+	int rc = tlcm_store_open(s, path, &o, why, sizeof why);
+	if (rc == TLCM_EBUSY && write)
+		fprintf(stderr, "tinylcm state: refusing: %s; stop the graph "
+			"first\n", why);
+	else if (rc)
+		fprintf(stderr, "tinylcm state: %s\n", why);
+	return rc ? 1 : 0;
+}
+
+static int parse_version(const char *a, uint64_t *v)
+{
+	char *end;
+	unsigned long long x = strtoull(a, &end, 10);
+	if (*end || end == a || x == 0) {
+		fprintf(stderr, "tinylcm state: '%s' is not a version number "
+			"(1, 2, ...; see tinylcm state ls)\n", a);
+		return 2;
+	}
+	*v = x;
+	return 0;
+}
+
+static int cmd_state(int argc, char **argv)
+{
+	if (argc < 3) {
+		fputs(find("state")->help, stderr);
+		return 2;
+	}
+	const char *sub = argv[1], *path = argv[2];
+	tlcm_store_t *s = NULL;
+	int rc = 0;
+	if (!strcmp(sub, "ls") && argc == 3) {
+		if ((rc = open_store(path, false, &s)))
+			return rc;
+		tlcm_snap_info_t *l;
+		size_t n;
+		if (tlcm_store_list(s, NULL, &l, &n) == 0) {
+			printf("%-16s %8s  %-20s %6s %10s  %-8s %s\n", "NODE",
+			       "VERSION", "TIME", "GROUP", "BYTES", "OK",
+			       "REASON");
+			for (size_t i = 0; i < n; i++) {
+				printf("%-16s %8llu  ", l[i].node,
+				       (unsigned long long)l[i].version);
+				print_time(l[i].time_ns);
+				printf(" %6llu %10zu  %-8s %s\n",
+				       (unsigned long long)l[i].group, l[i].size,
+				       l[i].intact ? "ok" : "CORRUPT",
+				       l[i].reason);
+			}
+			free(l);
+		}
+	} else if (!strcmp(sub, "show") && (argc == 4 || argc == 5)) {
+		uint64_t v = 0;
+		if (argc == 5 && (rc = parse_version(argv[4], &v)))
+			return rc;
+		if ((rc = open_store(path, false, &s)))
+			return rc;
+		void *d;
+		size_t len;
+		tlcm_snap_info_t info;
+		int lr = tlcm_store_load(s, argv[3], v, &d, &len, &info);
+		if (lr) {
+			fprintf(stderr, "tinylcm state: %s: node %s%s%s: %s\n",
+				path, argv[3], v ? " version " : "",
+				v ? argv[4] : "", lr == TLCM_ENOENT
+						 ? "no such snapshot"
+						 : tlcm_strerror(lr));
+			rc = 1;
+		} else {
+			printf("node     %s\nversion  %llu\ntime     ",
+			       info.node, (unsigned long long)info.version);
+			print_time(info.time_ns);
+			printf("\ngroup    %llu\nreason   %s\nbytes    %zu\n",
+			       (unsigned long long)info.group, info.reason, len);
+			if (len >= 8)
+				printf("type     %.4s (FlatBuffers identifier, "
+				       "if any)\n", (const char *)d + 4);
+			const unsigned char *b = d;
+			for (size_t i = 0; i < len && i < 256; i += 16) {
+				printf("%04zx ", i);
+				for (size_t j = i; j < i + 16 && j < len; j++)
+					printf(" %02x", b[j]);
+				printf("\n");
+			}
+			if (len > 256)
+				printf("... (%zu more bytes)\n", len - 256);
+			free(d);
+		}
+	} else if (!strcmp(sub, "rollback") && argc == 5) {
+		uint64_t v, nv = 0;
+		if ((rc = parse_version(argv[4], &v)))
+			return rc;
+		if ((rc = open_store(path, true, &s)))
+			return rc;
+		int rr = tlcm_store_rollback(s, argv[3], v, &nv);
+		if (rr) {
+			fprintf(stderr, "tinylcm state: rollback of %s to version "
+				"%s in %s failed: %s\n", argv[3], argv[4], path,
+				rr == TLCM_ENOENT ? "no such snapshot"
+						  : tlcm_strerror(rr));
+			rc = 1;
+		} else {
+			printf("%s: rolled back to version %llu (now version "
+			       "%llu)\n", argv[3], (unsigned long long)v,
+			       (unsigned long long)nv);
+		}
+	} else if (!strcmp(sub, "check") && argc == 3) {
+		if ((rc = open_store(path, false, &s)))
+			return rc;
+		char report[8192];
+		int problems = tlcm_store_check(s, report, sizeof report);
+		if (problems < 0) {
+			fprintf(stderr, "tinylcm state: %s: check failed: %s\n",
+				path, tlcm_strerror(problems));
+			rc = 1;
+		} else if (problems) {
+			fputs(report, stdout);
+			printf("%s: %d problem%s\n", path, problems,
+			       problems == 1 ? "" : "s");
+			rc = 1;
+		} else {
+			printf("%s: ok\n", path);
+		}
+	} else {
+		fprintf(stderr, "tinylcm state: bad arguments (see tinylcm help "
+			"state)\n");
+		return 2;
+	}
+	tlcm_store_close(s);
 	return rc;
 }
 
