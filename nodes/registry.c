@@ -8,6 +8,7 @@ static const tlcm_node_type_t *const builtin[] = {
 	&tlcm_node_sink,
 	&tlcm_node_tee,
 	&tlcm_node_rate,
+	&tlcm_node_file,
 };
 
 int tlcm_builtin_nodes(tlcm_registry_t *r)
