@@ -36,6 +36,7 @@
 
 /* First failure inside a timed body; the case is then not reported. */
 static char failure[512];
+static int nskipped; /* cases or baselines not reported */
 
 __attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...)
 {
@@ -57,6 +58,7 @@ static int failed(const char *kase)
 		return 0;
 	fprintf(stderr, "store: %s: %s; not reported\n", kase, failure);
 	failure[0] = 0;
+	nskipped++;
 	return 1;
 }
 
@@ -117,6 +119,7 @@ static int mkroot(char *dir, size_t n)
 	if (mkdtemp(dir))
 		return 0;
 	fprintf(stderr, "store: mkdtemp %s: %s\n", dir, strerror(errno));
+	nskipped++;
 	return -1;
 }
 
@@ -151,6 +154,7 @@ static tlcm_store_t *open_store(const char *root, tlcm_sync_t sync)
 	if (rc) {
 		fprintf(stderr, "store: open %s: %s\n", path,
 			why[0] ? why : tlcm_strerror(rc));
+		nskipped++;
 		return NULL;
 	}
 	return st;
@@ -294,7 +298,7 @@ static int snap_check(snap_t *c, const char *tag)
 static void snap_case(const bench_opts_t *o, const char *tag, size_t len,
 		      size_t nw, size_t nr)
 {
-	char root[PATH_MAX], kw[64], kr[64];
+	char root[64], kw[64], kr[64];
 	snap_t c = {.len = len};
 	snprintf(kw, sizeof kw, "snapshot_write_%s", tag);
 	snprintf(kr, sizeof kr, "snapshot_restore_%s", tag);
@@ -305,6 +309,7 @@ static void snap_case(const bench_opts_t *o, const char *tag, size_t len,
 	c.data = malloc(len);
 	if (!c.data) {
 		fprintf(stderr, "store: %s: out of memory\n", tag);
+		nskipped++;
 		goto out;
 	}
 	fill(c.data, len, 0x5eed0000u + len);
@@ -326,6 +331,7 @@ static void snap_case(const bench_opts_t *o, const char *tag, size_t len,
 			     fwbad ? NULL : bw, fwbad ? 0 : 1);
 	if (wbad || fwbad) {
 		fprintf(stderr, "store: %s: no data to restore\n", kr);
+		nskipped++;
 		goto out;
 	}
 
@@ -398,8 +404,8 @@ static void b_append(void *p, size_t n)
 
 static void commit_case(const bench_opts_t *o, tlcm_sync_t sync, size_t n)
 {
-	char root[PATH_MAX], kase[64], file[PATH_MAX + 16];
-	static commit_t c;
+	char root[64], kase[64], file[PATH_MAX];
+	commit_t c;
 	const char *base = sync == TLCM_SYNC_ALWAYS ? "file_append_fsync"
 						    : "file_append";
 	snprintf(kase, sizeof kase, "batch_commit_%s", tlcm_sync_name(sync));
@@ -412,9 +418,11 @@ static void commit_case(const bench_opts_t *o, tlcm_sync_t sync, size_t n)
 		goto out;
 	snprintf(file, sizeof file, "%s/outbox.log", root);
 	c.fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (c.fd < 0)
+	if (c.fd < 0) {
 		fprintf(stderr, "store: %s: open %s: %s\n", kase, file,
 			strerror(errno));
+		nskipped++;
+	}
 
 	fprintf(stderr, "store: %s: %zu commits x %d runs\n", kase, n,
 		o->runs);
@@ -448,5 +456,8 @@ int bench_suite_store(const bench_opts_t *o)
 	commit_case(o, TLCM_SYNC_ALWAYS, count(o, 400));
 	commit_case(o, TLCM_SYNC_BATCH, count(o, 20000));
 	commit_case(o, TLCM_SYNC_NEVER, count(o, 20000));
-	return 0;
+	if (nskipped)
+		fprintf(stderr, "store: %d case(s) or baseline(s) not "
+			"reported, see above\n", nskipped);
+	return nskipped ? -1 : 0;
 }

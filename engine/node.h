@@ -10,6 +10,8 @@
  *   init(ctx, state)           once, before any message; read parameters,
  *                              set a tick period, allocate. state points to
  *                              state_size zeroed bytes owned by the engine.
+ *                              When init fails, fini is not called: release
+ *                              what init allocated before returning.
  *   process(ctx, state, port, msg)
  *                              for every message on input `port`. msg and
  *                              its payload are valid only during the call.

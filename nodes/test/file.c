@@ -47,6 +47,8 @@ static int init(tlcm_ctx_t *ctx, void *st)
 		int rc = tlcm_io_errno(-errno);
 		tlcm_node_log(ctx, TLCM_LOG_ERROR, "cannot open %s: %s", path,
 			      strerror(errno));
+		free(f->buf); /* fini is not called after a failed init */
+		f->buf = NULL;
 		return rc;
 	}
 	tlcm_set_tick(ctx, 0);
