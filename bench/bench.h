@@ -49,5 +49,6 @@ extern volatile uint64_t bench_sink;
 int bench_suite_fb(const bench_opts_t *o);
 int bench_suite_ring(const bench_opts_t *o);
 int bench_suite_hop(const bench_opts_t *o);
+int bench_suite_store(const bench_opts_t *o);
 
 #endif

@@ -1,11 +1,8 @@
 /* bench_store.c — suite "store": the RocksDB state store against plain files.
  *
- * Node snapshots of 1 KiB, 1 MiB and 16 MiB (xorshift bytes) are written
- * with sync=always and keep=3, then the newest is loaded back (CRC check
- * included); the baseline writes the same bytes to a new file atomically
- * (write, fsync, rename) and reads that file back. Outbox commits (one
- * batch of 4 puts of 100 bytes) under each sync policy are compared with
- * appending the same 400 bytes to a file, with or without fdatasync.
+ * Snapshots (sync=always, keep=3) written and loaded vs write+fsync+rename
+ * and read of a file; outbox commits (4 x 100-byte puts) under each sync
+ * policy vs appending the same 400 bytes to a file, with/without fdatasync.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,6 +23,8 @@
  * machine's storage (or its absence); only ratios within one run mean
  * anything. The file baseline does not fsync the directory after rename,
  * so it is the cheaper (less durable) variant of "write a file atomically".
+ * Each snapshot case writes n x (runs + 1) versions of one node; stderr
+ * says how many, as the store's cost per snapshot may depend on it.
  */
 
 #define NODE "bench"
@@ -160,7 +159,7 @@ static tlcm_store_t *open_store(const char *root, tlcm_sync_t sync)
 	return st;
 }
 
-/* ---- snapshots ------------------------------------------------------------ */
+/* ---- snapshots ---------------------------------------------------------- */
 
 typedef struct {
 	tlcm_store_t *st;
@@ -271,8 +270,8 @@ static int snap_check(snap_t *c, const char *tag)
 	void *d = NULL;
 	unsigned char *f = NULL;
 	size_t len = 0, flen = 0, nv = 0;
-	tlcm_snap_info_t *list = NULL;
-	int rc = tlcm_store_load(c->st, NODE, 0, &d, &len, NULL);
+	tlcm_snap_info_t *list = NULL, info;
+	int rc = tlcm_store_load(c->st, NODE, 0, &d, &len, &info);
 	if (rc)
 		fail("load: %s", tlcm_strerror(rc));
 	else if (len != c->len || memcmp(d, c->data, len))
@@ -290,8 +289,8 @@ static int snap_check(snap_t *c, const char *tag)
 		fail("list: %s", tlcm_strerror(rc));
 		return -1;
 	}
-	fprintf(stderr, "store: %s: %zu versions kept (keep %d)\n", tag, nv,
-		KEEP);
+	fprintf(stderr, "store: %s: %llu snapshots written, %zu versions kept "
+		"(keep %d)\n", tag, (unsigned long long)info.version, nv, KEEP);
 	return 0;
 }
 
@@ -356,7 +355,7 @@ out:
 	rmtree(root);
 }
 
-/* ---- outbox commits ------------------------------------------------------- */
+/* ---- outbox commits ----------------------------------------------------- */
 
 typedef struct {
 	tlcm_store_t *st;

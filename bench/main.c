@@ -19,6 +19,7 @@ static const bench_suite_t suites[] = {
 	{"ring", "SPSC ring throughput/latency vs pipe, AF_UNIX, NNG inproc",
 	 bench_suite_ring},
 	{"hop", "graph hops, memory, idle CPU vs GStreamer", bench_suite_hop},
+	{"store", "snapshots and commits vs fsync'd files", bench_suite_store},
 };
 #define NSUITES (sizeof suites / sizeof suites[0])
 

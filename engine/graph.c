@@ -524,7 +524,7 @@ static bool valid_id(const char *s)
 static void load_settings(loader_t *L, const tlcm_ynode_t *n)
 {
 	static const char *keys[] = {"workers", "store", "sync",
-				     "sync_interval", "keep"};
+				     "sync_interval", "keep", "introspect"};
 	if (n->kind != TLCM_Y_MAP) {
 		ERR(L, n, "settings: expected a mapping, found %s",
 		    tlcm_yaml_kind_name(n->kind));
@@ -575,8 +575,15 @@ static void load_settings(loader_t *L, const tlcm_ynode_t *n)
 			else if (t)
 				L->g->keep = (unsigned)kp;
 			free(t);
+		} else if (strcmp(k->str, "introspect") == 0) {
+			char *t = scalar_text(L, v, false, "settings.introspect");
+			if (t && strcmp(t, "off") && strncmp(t, "http://", 7))
+				ERR(L, v, "settings.introspect: '%s' is not "
+				    "'off' or an http://HOST:PORT address", t);
+			free(L->g->introspect);
+			L->g->introspect = t;
 		} else {
-			unknown_key(L, k, "settings", keys, 5);
+			unknown_key(L, k, "settings", keys, 6);
 		}
 	}
 }
@@ -1216,6 +1223,7 @@ void tlcm_graph_free(tlcm_graph_t *g)
 	free(g->name);
 	free(g->file);
 	free(g->store);
+	free(g->introspect);
 	free(g);
 }
 

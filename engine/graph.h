@@ -99,6 +99,7 @@ typedef struct tlcm_graph {
 	int sync;        /* tlcm_sync_t (engine/store.h) */
 	uint64_t sync_interval; /* ns, for sync: batch */
 	unsigned keep;   /* snapshot versions kept per node */
+	char *introspect; /* URL, "off", or NULL for the default */
 	tlcm_gnode_t *nodes;
 	size_t nnodes;
 	tlcm_gedge_t *edges;

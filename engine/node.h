@@ -31,6 +31,9 @@
  *                              newest intact version; verify it first.
  *   eos(ctx, state)            all inputs ended; flush what is buffered.
  *                              After it returns, the outputs are closed.
+ *   describe(ctx, state, buf, len)
+ *                              write a JSON object summarising the state
+ *                              (introspection's /api/v1/nodes/ID/state).
  *   fini(ctx, state)           once, last; free what init allocated.
  *   Every callback is optional except that a node must have process or
  *   tick to do anything.
@@ -140,6 +143,9 @@ typedef struct tlcm_node_type {
 	int (*restore)(tlcm_ctx_t *ctx, void *state, const void *data,
 		       size_t len);
 	int (*eos)(tlcm_ctx_t *ctx, void *state);
+	/* A JSON object summarising the state, for introspection (optional;
+	 * called like any callback, never concurrently with the others). */
+	int (*describe)(tlcm_ctx_t *ctx, void *state, char *buf, size_t len);
 	void (*fini)(tlcm_ctx_t *ctx, void *state);
 } tlcm_node_type_t;
 

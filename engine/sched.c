@@ -14,7 +14,9 @@
  * (feedback edges, the only cycles, never block: see graph.c).
  */
 #define _GNU_SOURCE
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <sys/resource.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -27,6 +29,7 @@
 #include <unistd.h>
 
 #include "engine/log.h"
+#include "engine/introspect.h"
 #include "engine/sched.h"
 #include "engine/store.h"
 #include "fb/control_fb.h"
@@ -71,7 +74,13 @@ struct tlcm_ctx {
 	_Atomic int tick_due;
 	_Atomic bool finished;
 	uint64_t trace;
-	tlcm_node_stats_t st;
+	/* figures read live by introspection: single writer (the node's
+	 * thread), so relaxed load + store, no read-modify-write */
+	struct {
+		_Atomic uint64_t in, out, dropped, errors, restarts, batches;
+		_Atomic uint64_t hist[48]; /* per-message process time, log2 ns */
+	} st;
+	_Atomic(const char *) last_error;
 	unsigned restarts_window;
 	uint64_t restart_window_start;
 	/* emit_begin/end */
@@ -107,11 +116,20 @@ struct sched {
 	_Atomic size_t nfinished;
 	int status;
 	char why[512];
+	uint64_t t0;
+	tlcm_introspect_t *introspect;
 };
 
 /* Engine singleton: stop requests from signal handlers (or
  * tlcm_request_stop) for the graph being run. */
 static volatile sig_atomic_t stop_signals;
+
+#define BUMP(field, n)                                                     \
+	atomic_store_explicit(&(field),                                     \
+			      atomic_load_explicit(&(field),                \
+						   memory_order_relaxed) + (n), \
+			      memory_order_relaxed)
+#define GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
 
 uint64_t tlcm_now_ns(void)
 {
@@ -238,6 +256,7 @@ static int bad_port(const tlcm_ctx_t *c, int port)
 }
 
 static void run(tlcm_ctx_t *c);
+static void release_node(tlcm_ctx_t *c);
 
 /* Claim consumer c and run it on this thread; false when it is busy,
  * finished or lives on its own thread. */
@@ -283,7 +302,7 @@ static void copy_to(tlcm_ctx_t *c, out_port_t *op, size_t i, const void *data,
 	void *p = reserve(c, r, op->dst[i], size, &err);
 	if (!p) { /* EAGAIN: the ring's policy dropped it and counted */
 		if (err != TLCM_EAGAIN && err != TLCM_ECLOSED) {
-			c->st.dropped++;
+			BUMP(c->st.dropped, 1);
 			tlcm_warn(c->g->id, "message of %zu bytes lost: %s",
 				  size, tlcm_strerror(err));
 		}
@@ -305,7 +324,7 @@ int tlcm_emit(tlcm_ctx_t *c, int port, const char type[4], const void *data,
 	int delivered = 0;
 	for (size_t i = 0; i < op->n; i++)
 		copy_to(c, op, i, data, size, &meta, &delivered);
-	c->st.out++;
+	BUMP(c->st.out, 1);
 	return delivered || op->n == 0 ? 0 : TLCM_EAGAIN;
 }
 
@@ -320,7 +339,7 @@ int tlcm_emit_msg(tlcm_ctx_t *c, int port, const tlcm_msg_t *m)
 	for (size_t i = 0; i < op->n; i++)
 		copy_to(c, op, i, tlcm_msg_data(m), m->size, &meta,
 			&delivered);
-	c->st.out++;
+	BUMP(c->st.out, 1);
 	return delivered || op->n == 0 ? 0 : TLCM_EAGAIN;
 }
 
@@ -384,7 +403,7 @@ int tlcm_emit_end(tlcm_ctx_t *c, int port, tlcm_fbb_t *b,
 	for (size_t i = first; i < op->n; i++)
 		copy_to(c, op, i, src, size, &meta, &delivered);
 	c->emit_ring = NULL;
-	c->st.out++;
+	BUMP(c->st.out, 1);
 	return delivered || op->n == 0 ? 0 : TLCM_EAGAIN;
 }
 
@@ -499,7 +518,7 @@ static void finish(tlcm_ctx_t *c)
 	if (c->t->eos) {
 		int rc = c->t->eos(c, c->state);
 		if (rc && rc != TLCM_ECLOSED) {
-			c->st.errors++;
+			BUMP(c->st.errors, 1);
 			tlcm_error(c->g->id, "end of stream failed: %s",
 				   tlcm_strerror(rc));
 			set_failure(s, rc, "node '%s' failed at end of stream: "
@@ -610,7 +629,8 @@ static int reinit(tlcm_ctx_t *c)
 static bool on_error(tlcm_ctx_t *c, int rc, const char *what)
 {
 	sched_t *s = c->s;
-	c->st.errors++;
+	BUMP(c->st.errors, 1);
+	atomic_store(&c->last_error, tlcm_strerror(rc));
 	tlcm_error(c->g->id, "%s failed: %s", what, tlcm_strerror(rc));
 	switch (c->g->on_error) {
 	case TLCM_ON_ERROR_SKIP:
@@ -622,7 +642,7 @@ static bool on_error(tlcm_ctx_t *c, int rc, const char *what)
 			c->restarts_window = 0;
 		}
 		if (++c->restarts_window <= RESTART_LIMIT) {
-			c->st.restarts++;
+			BUMP(c->st.restarts, 1);
 			int ir = reinit(c);
 			if (ir == 0) {
 				tlcm_warn(c->g->id, "restarted (%u in the last "
@@ -806,6 +826,7 @@ static void run(tlcm_ctx_t *c)
 	}
 	int budget = BUDGET;
 	bool all_eos = c->nin > 0;
+	uint64_t t0 = c->nin ? tlcm_now_ns() : 0;
 	for (size_t k = 0; k < c->nin && alive; k++) {
 		in_edge_t *e = &c->in[k];
 		while (budget > 0 && alive) {
@@ -816,7 +837,7 @@ static void run(tlcm_ctx_t *c)
 			if (!got)
 				break;
 			for (size_t i = 0; i < got && alive; i++) {
-				c->st.in++;
+				BUMP(c->st.in, 1);
 				if (e->port == c->g->nin) {
 					control(c, ms[i]);
 					continue;
@@ -841,11 +862,24 @@ static void run(tlcm_ctx_t *c)
 			all_eos = false;
 	}
 	publish_all(c);
+	if (budget < BUDGET) { /* processed messages: time them */
+		uint64_t per = (tlcm_now_ns() - t0) / (uint64_t)(BUDGET - budget);
+		unsigned b = per ? 64 - (unsigned)__builtin_clzll(per) : 0;
+		BUMP(c->st.hist[b < 48 ? b : 47], (uint64_t)(BUDGET - budget));
+		BUMP(c->st.batches, 1);
+	}
 	if (!alive || all_eos) {
 		finish(c);
 		return;
 	}
-	/* give up ownership, then look for more work */
+	release_node(c);
+}
+
+/* Give up ownership of c, then look for more work (arming the inputs so a
+ * producer's next publish wakes it). */
+static void release_node(tlcm_ctx_t *c)
+{
+	sched_t *s = c->s;
 	atomic_store(&c->run_state, ST_IDLE);
 	bool more = atomic_load(&c->tick_due) ||
 		    (c->t->tick && atomic_load(&c->tick_period) == 0) ||
@@ -1085,6 +1119,391 @@ static void teardown(sched_t *s)
 	free(s->workers);
 }
 
+/* ---- introspection provider -------------------------------------------- */
+
+static char *print_json(cJSON *j)
+{
+	char *out = j ? cJSON_PrintUnformatted(j) : NULL;
+	cJSON_Delete(j);
+	if (!out)
+		return NULL;
+	size_t n = strlen(out);
+	char *r = realloc(out, n + 2); /* end with a newline */
+	if (!r)
+		return out;
+	r[n] = '\n';
+	r[n + 1] = 0;
+	return r;
+}
+
+static const char *node_state_name(const tlcm_ctx_t *c)
+{
+	if (atomic_load(&c->finished))
+		return GET(c->st.errors) && c->g->on_error == TLCM_ON_ERROR_STOP
+			       ? "failed" : "finished";
+	return "running";
+}
+
+static void edge_names(const tlcm_graph_t *g, size_t i, char *from, char *to,
+		       size_t n)
+{
+	const tlcm_gedge_t *e = &g->edges[i];
+	snprintf(from, n, "%s.%s", g->nodes[e->from].id,
+		 g->nodes[e->from].type->outputs[e->from_port].name);
+	snprintf(to, n, "%s.%s", g->nodes[e->to].id,
+		 tlcm_gnode_input_name(&g->nodes[e->to], e->to_port));
+}
+
+static char *ins_graph(void *arg)
+{
+	sched_t *s = arg;
+	const tlcm_graph_t *g = s->g;
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "graph", g->name);
+	cJSON *nodes = cJSON_AddArrayToObject(j, "nodes");
+	for (size_t i = 0; i < s->n; i++) {
+		const tlcm_gnode_t *gn = &g->nodes[i];
+		cJSON *n = cJSON_CreateObject();
+		cJSON_AddStringToObject(n, "id", gn->id);
+		cJSON_AddStringToObject(n, "type", gn->type->name);
+		cJSON_AddStringToObject(n, "thread", gn->own_thread ? "own"
+								    : "pool");
+		cJSON_AddStringToObject(n, "isolate", "none");
+		cJSON_AddStringToObject(n, "state", node_state_name(&s->nodes[i]));
+		cJSON *ps = cJSON_AddObjectToObject(n, "params");
+		/* as configured: run-time changes live in the node's own
+		 * copies, which only its thread may touch */
+		for (size_t p = 0; p < gn->nparams; p++)
+			cJSON_AddStringToObject(ps, gn->params[p].d->name,
+				tlcm_param_display(&gn->params[p]));
+		cJSON *in = cJSON_AddArrayToObject(n, "inputs");
+		for (size_t p = 0; p <= gn->nin; p++)
+			cJSON_AddItemToArray(in, cJSON_CreateString(
+				tlcm_gnode_input_name(gn, p)));
+		cJSON *out = cJSON_AddArrayToObject(n, "outputs");
+		for (size_t p = 0; p < gn->nout; p++)
+			cJSON_AddItemToArray(out, cJSON_CreateString(
+				gn->type->outputs[p].name));
+		cJSON_AddItemToArray(nodes, n);
+	}
+	cJSON *edges = cJSON_AddArrayToObject(j, "edges");
+	for (size_t i = 0; i < g->nedges; i++) {
+		char from[160], to[160];
+		edge_names(g, i, from, to, sizeof from);
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddStringToObject(e, "from", from);
+		cJSON_AddStringToObject(e, "to", to);
+		cJSON_AddNumberToObject(e, "capacity",
+					(double)tlcm_ring_capacity(s->rings[i]));
+		cJSON_AddStringToObject(e, "policy",
+					tlcm_edge_policy_name(g->edges[i].policy));
+		cJSON_AddBoolToObject(e, "feedback", g->edges[i].feedback);
+		cJSON_AddItemToArray(edges, e);
+	}
+	return print_json(j);
+}
+
+static uint64_t pct(const tlcm_ctx_t *c, double p)
+{
+	uint64_t total = 0, seen = 0;
+	for (int b = 0; b < 48; b++)
+		total += GET(c->st.hist[b]);
+	if (!total)
+		return 0;
+	uint64_t want = (uint64_t)((double)total * p);
+	for (int b = 0; b < 48; b++) {
+		seen += GET(c->st.hist[b]);
+		if (seen > want)
+			return b ? (uint64_t)1 << b : 0; /* bucket's top */
+	}
+	return 0;
+}
+
+typedef struct {
+	double uptime, cpu;
+	uint64_t rss;
+} proc_t;
+
+static void proc_figures(const sched_t *s, proc_t *p)
+{
+	p->uptime = (double)(tlcm_now_ns() - s->t0) / 1e9;
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	p->cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+		 (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	p->rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long pages, res;
+	if (f && fscanf(f, "%lu %lu", &pages, &res) == 2)
+		p->rss = (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+	if (f)
+		fclose(f);
+}
+
+static char *ins_stats(void *arg)
+{
+	sched_t *s = arg;
+	const tlcm_graph_t *g = s->g;
+	proc_t pr;
+	proc_figures(s, &pr);
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "graph", g->name);
+	cJSON_AddNumberToObject(j, "uptime_s", pr.uptime);
+	cJSON *p = cJSON_AddObjectToObject(j, "process");
+	cJSON_AddNumberToObject(p, "rss_bytes", (double)pr.rss);
+	cJSON_AddNumberToObject(p, "cpu_seconds", pr.cpu);
+	cJSON *nodes = cJSON_AddArrayToObject(j, "nodes");
+	for (size_t i = 0; i < s->n; i++) {
+		tlcm_ctx_t *c = &s->nodes[i];
+		cJSON *n = cJSON_CreateObject();
+		cJSON_AddStringToObject(n, "id", c->g->id);
+		cJSON_AddStringToObject(n, "state", node_state_name(c));
+		cJSON_AddNumberToObject(n, "in", (double)GET(c->st.in));
+		cJSON_AddNumberToObject(n, "out", (double)GET(c->st.out));
+		cJSON_AddNumberToObject(n, "dropped", (double)GET(c->st.dropped));
+		cJSON_AddNumberToObject(n, "batches", (double)GET(c->st.batches));
+		cJSON_AddNumberToObject(n, "process_ns_p50", (double)pct(c, 0.5));
+		cJSON_AddNumberToObject(n, "process_ns_p99", (double)pct(c, 0.99));
+		cJSON_AddNumberToObject(n, "errors", (double)GET(c->st.errors));
+		cJSON_AddNumberToObject(n, "restarts", (double)GET(c->st.restarts));
+		const char *le = atomic_load(&c->last_error);
+		if (le)
+			cJSON_AddStringToObject(n, "last_error", le);
+		else
+			cJSON_AddNullToObject(n, "last_error");
+		cJSON_AddItemToArray(nodes, n);
+	}
+	cJSON *edges = cJSON_AddArrayToObject(j, "edges");
+	for (size_t i = 0; i < g->nedges; i++) {
+		char from[160], to[160];
+		edge_names(g, i, from, to, sizeof from);
+		tlcm_ring_stats_t st;
+		tlcm_ring_stats(s->rings[i], &st);
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddStringToObject(e, "from", from);
+		cJSON_AddStringToObject(e, "to", to);
+		cJSON_AddNumberToObject(e, "used_bytes", (double)st.used);
+		cJSON_AddNumberToObject(e, "capacity", (double)st.capacity);
+		cJSON_AddNumberToObject(e, "messages", (double)st.committed);
+		cJSON_AddNumberToObject(e, "bytes", (double)st.bytes);
+		cJSON_AddNumberToObject(e, "msgs_per_s", pr.uptime > 0
+			? (double)st.committed / pr.uptime : 0);
+		cJSON_AddNumberToObject(e, "dropped", (double)st.dropped);
+		cJSON_AddNumberToObject(e, "full", (double)st.full);
+		cJSON_AddItemToArray(edges, e);
+	}
+	return print_json(j);
+}
+
+/* Prometheus label values: escape backslash, quote and newline. */
+static void label(char *out, size_t n, const char *v)
+{
+	size_t k = 0;
+	for (; *v && k + 3 < n; v++) {
+		if (*v == '\\' || *v == '"') {
+			out[k++] = '\\';
+			out[k++] = *v;
+		} else if (*v == '\n') {
+			out[k++] = '\\';
+			out[k++] = 'n';
+		} else {
+			out[k++] = *v;
+		}
+	}
+	out[k] = 0;
+}
+
+static char *ins_metrics(void *arg)
+{
+	sched_t *s = arg;
+	const tlcm_graph_t *g = s->g;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return NULL;
+	char gl[256];
+	label(gl, sizeof gl, g->name);
+	static const struct {
+		const char *name, *type, *help;
+		int field;
+	} nm[] = {
+		{"tinylcm_node_messages_in_total", "counter",
+		 "Messages a node received.", 0},
+		{"tinylcm_node_messages_out_total", "counter",
+		 "Messages a node emitted.", 1},
+		{"tinylcm_node_dropped_total", "counter",
+		 "Messages a node could not deliver for reasons other than "
+		 "edge policy.", 2},
+		{"tinylcm_node_errors_total", "counter",
+		 "Callback failures of a node.", 3},
+		{"tinylcm_node_restarts_total", "counter",
+		 "Restarts of a node by its on_error policy.", 4},
+		{"tinylcm_node_batches_total", "counter",
+		 "Batches of messages a node processed.", 5},
+	};
+	for (size_t m = 0; m < sizeof nm / sizeof nm[0]; m++) {
+		fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", nm[m].name,
+			nm[m].help, nm[m].name, nm[m].type);
+		for (size_t i = 0; i < s->n; i++) {
+			tlcm_ctx_t *c = &s->nodes[i];
+			_Atomic uint64_t *fld[] = {&c->st.in, &c->st.out,
+						   &c->st.dropped, &c->st.errors,
+						   &c->st.restarts,
+						   &c->st.batches};
+			char nl[256];
+			label(nl, sizeof nl, c->g->id);
+			fprintf(f, "%s{graph=\"%s\",node=\"%s\"} %llu\n",
+				nm[m].name, gl, nl,
+				(unsigned long long)atomic_load_explicit(
+					fld[nm[m].field], memory_order_relaxed));
+		}
+	}
+	fprintf(f, "# HELP tinylcm_node_process_seconds Time per message "
+		"in process(), by quantile.\n# TYPE tinylcm_node_process_seconds "
+		"summary\n");
+	for (size_t i = 0; i < s->n; i++) {
+		char nl[256];
+		label(nl, sizeof nl, s->nodes[i].g->id);
+		uint64_t total = 0;
+		for (int b = 0; b < 48; b++)
+			total += GET(s->nodes[i].st.hist[b]);
+		fprintf(f, "tinylcm_node_process_seconds{graph=\"%s\",node="
+			"\"%s\",quantile=\"0.5\"} %.9f\n", gl, nl,
+			(double)pct(&s->nodes[i], 0.5) / 1e9);
+		fprintf(f, "tinylcm_node_process_seconds{graph=\"%s\",node="
+			"\"%s\",quantile=\"0.99\"} %.9f\n", gl, nl,
+			(double)pct(&s->nodes[i], 0.99) / 1e9);
+		fprintf(f, "tinylcm_node_process_seconds_count{graph=\"%s\","
+			"node=\"%s\"} %llu\n", gl, nl,
+			(unsigned long long)total);
+		fprintf(f, "tinylcm_node_process_seconds_sum{graph=\"%s\","
+			"node=\"%s\"} 0\n", gl, nl);
+	}
+	static const struct {
+		const char *name, *type, *help;
+	} em[] = {
+		{"tinylcm_edge_used_bytes", "gauge", "Bytes queued on an edge."},
+		{"tinylcm_edge_capacity_bytes", "gauge", "Ring size of an edge."},
+		{"tinylcm_edge_messages_total", "counter",
+		 "Messages committed to an edge."},
+		{"tinylcm_edge_dropped_total", "counter",
+		 "Messages an edge's policy dropped."},
+	};
+	for (size_t m = 0; m < sizeof em / sizeof em[0]; m++) {
+		fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", em[m].name,
+			em[m].help, em[m].name, em[m].type);
+		for (size_t i = 0; i < g->nedges; i++) {
+			char from[160], to[160], fl[256], tl[256];
+			edge_names(g, i, from, to, sizeof from);
+			label(fl, sizeof fl, from);
+			label(tl, sizeof tl, to);
+			tlcm_ring_stats_t st;
+			tlcm_ring_stats(s->rings[i], &st);
+			uint64_t v = m == 0 ? st.used : m == 1 ? st.capacity
+					  : m == 2 ? st.committed : st.dropped;
+			fprintf(f, "%s{graph=\"%s\",from=\"%s\",to=\"%s\"} "
+				"%llu\n", em[m].name, gl, fl, tl,
+				(unsigned long long)v);
+		}
+	}
+	proc_t pr;
+	proc_figures(s, &pr);
+	fprintf(f, "# HELP tinylcm_process_resident_memory_bytes Resident "
+		"memory of the graph process.\n# TYPE "
+		"tinylcm_process_resident_memory_bytes gauge\n"
+		"tinylcm_process_resident_memory_bytes{graph=\"%s\"} %llu\n",
+		gl, (unsigned long long)pr.rss);
+	fprintf(f, "# HELP tinylcm_process_cpu_seconds_total CPU time of the "
+		"graph process.\n# TYPE tinylcm_process_cpu_seconds_total "
+		"counter\ntinylcm_process_cpu_seconds_total{graph=\"%s\"} "
+		"%.6f\n", gl, pr.cpu);
+	fclose(f);
+	return buf;
+}
+
+static char *ins_health(void *arg, int *status)
+{
+	sched_t *s = arg;
+	cJSON *j = cJSON_CreateObject();
+	cJSON *why = cJSON_CreateArray();
+	pthread_mutex_lock(&s->mu);
+	if (s->status)
+		cJSON_AddItemToArray(why, cJSON_CreateString(s->why));
+	pthread_mutex_unlock(&s->mu);
+	for (size_t i = 0; i < s->n; i++)
+		if (!strcmp(node_state_name(&s->nodes[i]), "failed")) {
+			char m[200];
+			snprintf(m, sizeof m, "node '%s' failed: %s",
+				 s->nodes[i].g->id,
+				 atomic_load(&s->nodes[i].last_error)
+					 ? atomic_load(&s->nodes[i].last_error)
+					 : "stopped");
+			cJSON_AddItemToArray(why, cJSON_CreateString(m));
+		}
+	if (atomic_load(&s->stopping) && !cJSON_GetArraySize(why))
+		cJSON_AddItemToArray(why, cJSON_CreateString(
+			"the graph is stopping"));
+	bool ok = cJSON_GetArraySize(why) == 0;
+	*status = ok ? 200 : 503;
+	cJSON_AddStringToObject(j, "status", ok ? "ok" : "unhealthy");
+	cJSON_AddItemToObject(j, "reasons", why);
+	return print_json(j);
+}
+
+static char *ins_node_state(void *arg, const char *id, int *status)
+{
+	sched_t *s = arg;
+	tlcm_ctx_t *c = NULL;
+	for (size_t i = 0; i < s->n && !c; i++)
+		if (!strcmp(s->nodes[i].g->id, id))
+			c = &s->nodes[i];
+	if (!c) {
+		*status = 404;
+		char *b = malloc(300);
+		if (b)
+			snprintf(b, 300, "{\"error\":{\"status\":404,"
+				 "\"message\":\"no node '%.100s' in this "
+				 "graph\"}}\n", id);
+		return b;
+	}
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "id", c->g->id);
+	cJSON_AddStringToObject(j, "type", c->t->name);
+	cJSON_AddStringToObject(j, "state", node_state_name(c));
+	if (c->t->describe && !atomic_load(&c->finished)) {
+		/* run describe in the node's exclusive context: claim it like
+		 * a worker would, give up after 200 ms */
+		bool claimed = false;
+		for (int tries = 0; tries < 200 && !claimed; tries++) {
+			int exp = ST_IDLE;
+			claimed = atomic_compare_exchange_strong(
+				&c->run_state, &exp, ST_RUNNING);
+			if (!claimed)
+				usleep(1000);
+		}
+		if (claimed) {
+			char buf[4096] = "";
+			int rc = atomic_load(&c->finished)
+					 ? TLCM_ECLOSED
+					 : c->t->describe(c, c->state, buf,
+							  sizeof buf);
+			release_node(c);
+			cJSON *d = rc ? NULL : cJSON_Parse(buf);
+			if (d)
+				cJSON_AddItemToObject(j, "summary", d);
+			else
+				cJSON_AddStringToObject(j, "summary_error",
+					rc ? tlcm_strerror(rc)
+					   : "the node's summary is not JSON");
+		} else {
+			cJSON_AddStringToObject(j, "summary_error",
+						"node busy, try again");
+		}
+	}
+	return print_json(j);
+}
+
 int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 		   tlcm_run_result_t *res)
 {
@@ -1143,6 +1562,20 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 		sigaction(SIGTERM, &sa, &old_term);
 	}
 	uint64_t t0 = tlcm_now_ns();
+	s->t0 = t0;
+	const char *url = g->introspect ? g->introspect : TLCM_INTROSPECT_DEFAULT;
+	if (!(o && o->headless) && strcmp(url, "off")) {
+		tlcm_introspect_ops_t ops = {s, ins_graph, ins_stats,
+					     ins_metrics, ins_health,
+					     ins_node_state};
+		char why[300];
+		if (tlcm_introspect_start(&s->introspect, url, &ops, why,
+					  sizeof why))
+			tlcm_warn(g->name, "%s; running without introspection",
+				  why);
+		else
+			tlcm_info(g->name, "introspection at %s", url);
+	}
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	s->nworkers = g->workers > 0 ? g->workers : (int)(ncpu > 0 ? ncpu : 1);
 	s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
@@ -1211,6 +1644,7 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 			pthread_join(s->nodes[i].thread, NULL);
 		}
 	pthread_join(s->timer, NULL);
+	tlcm_introspect_stop(s->introspect);
 	if (o && o->handle_signals) {
 		sigaction(SIGINT, &old_int, NULL);
 		sigaction(SIGTERM, &old_term, NULL);
@@ -1223,7 +1657,10 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 	for (size_t i = 0; i < s->n; i++) {
 		tlcm_ctx_t *c = &s->nodes[i];
 		if (res->nodes)
-			res->nodes[i] = c->st;
+			res->nodes[i] = (tlcm_node_stats_t){
+				GET(c->st.in), GET(c->st.out),
+				GET(c->st.dropped), GET(c->st.errors),
+				GET(c->st.restarts)};
 		if (s->store && c->t->snapshot)
 			take_snapshot(c, "shutdown");
 		if (c->t->fini)
@@ -1240,16 +1677,14 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 		if (res->nodes)
 			res->nodes[g->edges[i].from].dropped += st.dropped;
 	}
-	if (!(o && o->quiet))
+	if (!(o && o->quiet) && res->nodes)
 		for (size_t i = 0; i < s->n; i++) {
-			tlcm_node_stats_t *ns = &s->nodes[i].st;
+			tlcm_node_stats_t *ns = &res->nodes[i];
 			tlcm_info(g->nodes[i].id, "in %llu, out %llu, dropped "
 				  "%llu, errors %llu, restarts %llu",
 				  (unsigned long long)ns->in,
 				  (unsigned long long)ns->out,
-				  (unsigned long long)(res->nodes
-							       ? res->nodes[i].dropped
-							       : ns->dropped),
+				  (unsigned long long)ns->dropped,
 				  (unsigned long long)ns->errors,
 				  (unsigned long long)ns->restarts);
 		}

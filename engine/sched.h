@@ -21,6 +21,7 @@ typedef struct tlcm_run_opts {
 	double duration_s;   /* > 0: stop (and drain) after this long */
 	bool handle_signals; /* SIGINT/SIGTERM drain; a second one aborts */
 	bool quiet;          /* no end-of-run summary */
+	bool headless;       /* no introspection endpoint */
 } tlcm_run_opts_t;
 
 typedef struct tlcm_node_stats {

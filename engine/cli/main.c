@@ -36,11 +36,14 @@ static const command_t commands[] = {
 	{"run", "run a graph file",
 	 "usage: tinylcm run FILE [--set NODE.PARAM=VALUE]... [--duration S]\n"
 	 "                   [--log-level error|warn|info|debug] [--quiet]\n"
+	 "                   [--headless]\n"
 	 "\n"
 	 "Run the graph until every source has finished and everything has\n"
 	 "drained, or until --duration seconds passed, or SIGINT/SIGTERM (which\n"
 	 "stop the sources and drain; a second signal aborts). Exits 1 with\n"
-	 "the reason when the graph cannot start or a node fails.\n",
+	 "the reason when the graph cannot start or a node fails. Unless\n"
+	 "--headless, the graph serves its introspection endpoint at\n"
+	 "settings.introspect (default http://127.0.0.1:8710).\n",
 	 cmd_run},
 	{"check", "validate a graph file without running it",
 	 "usage: tinylcm check FILE [--set NODE.PARAM=VALUE]...\n"
@@ -113,6 +116,7 @@ typedef struct {
 	size_t nsets;
 	double duration;
 	bool quiet;
+	bool headless;
 } opts_t;
 
 static int parse_opts(const char *cmd, int argc, char **argv, opts_t *o,
@@ -147,6 +151,8 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts_t *o,
 				return 2;
 			}
 			tlcm_log_level = l;
+		} else if (run && !strcmp(a, "--headless")) {
+			o->headless = true;
 		} else if (run && !strcmp(a, "--quiet")) {
 			o->quiet = true;
 			tlcm_log_level = TLCM_LOG_WARN;
@@ -240,7 +246,8 @@ static int cmd_run(int argc, char **argv)
 	if (!rc && !(rc = load(&o, &reg, &g))) {
 		tlcm_run_opts_t ro = {.duration_s = o.duration,
 				      .handle_signals = true,
-				      .quiet = o.quiet};
+				      .quiet = o.quiet,
+				      .headless = o.headless};
 		tlcm_run_result_t res;
 		tlcm_info(g->name, "running %s (%zu nodes, %zu edges)", o.file,
 			  g->nnodes, g->nedges);

@@ -180,6 +180,18 @@ static int restore(tlcm_ctx_t *ctx, void *st, const void *data, size_t len)
 	return 0;
 }
 
+static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
+{
+	sink_t *s = st;
+	(void)ctx;
+	snprintf(buf, len, "{\"count\":%" PRIu64 ",\"bytes\":%" PRIu64
+		 ",\"bad\":%" PRIu64 ",\"missing\":%" PRIu64
+		 ",\"reordered\":%" PRIu64 ",\"last_seq\":%" PRIu64 "}",
+		 s->count, s->bytes, s->bad, s->missing, s->reordered,
+		 s->last_seq);
+	return 0;
+}
+
 const tlcm_node_type_t tlcm_node_sink = {
 	.name = "sink",
 	.doc = "count, check and time arriving messages (test sink)",
@@ -190,4 +202,5 @@ const tlcm_node_type_t tlcm_node_sink = {
 	.snapshot = snapshot,
 	.restore = restore,
 	.eos = eos,
+	.describe = describe,
 };
