@@ -12,7 +12,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -203,8 +208,55 @@ static int proc_wait(pid_t pid, uint64_t t0, proc_t *p, const char *what)
  * wall seconds of tlcm_graph_run (threads start to threads joined, so
  * without graph parsing and node init; sink_secs from first to last
  * arrival). */
+/* Introspection load for the "introspect" case: scrape /metrics and
+ * /api/v1/stats every SCRAPE_MS while the graph runs, as a monitoring
+ * system would, counting the answers. */
+#define INTROSPECT_URL "http://127.0.0.1:18790"
+#define SCRAPE_MS 100
+
+typedef struct {
+	atomic_bool stop;
+	unsigned ok;
+} scraper_t;
+
+static bool scrape(const char *path)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(18790),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	bool ok = false;
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+		char req[256], buf[4096] = "";
+		int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: "
+				 "localhost\r\nConnection: close\r\n\r\n",
+				 path);
+		if (write(fd, req, (size_t)n) == n) {
+			ssize_t k, total = 0;
+			while ((k = read(fd, buf, sizeof buf)) > 0)
+				total += k;
+			(void)total;
+			ok = !strncmp(buf, "HTTP/1.1 200", 12);
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+static void *scraper(void *arg)
+{
+	scraper_t *sc = arg;
+	while (!atomic_load(&sc->stop)) {
+		sc->ok += scrape("/metrics");
+		sc->ok += scrape("/api/v1/stats");
+		usleep(SCRAPE_MS * 1000);
+	}
+	return NULL;
+}
+
 static int run_graph(hop_t *h, size_t count, bool idle, double duration,
-		     double *secs, double *sink_secs)
+		     double *secs, double *sink_secs, bool introspect)
 {
 	char s_count[64], s_report[4200];
 	snprintf(s_count, sizeof s_count, "src.count=%zu", count);
@@ -222,9 +274,25 @@ static int run_graph(hop_t *h, size_t count, bool idle, double duration,
 	}
 	tlcm_diag_fini(&d);
 	unlink(h->report);
-	tlcm_run_opts_t ro = {.duration_s = duration, .quiet = true};
+	tlcm_run_opts_t ro = {.duration_s = duration, .quiet = true,
+			      .headless = !introspect};
+	free(g->introspect);
+	g->introspect = strdup(INTROSPECT_URL);
+	scraper_t sc = {0};
+	pthread_t st;
+	bool scraping = introspect &&
+			pthread_create(&st, NULL, scraper, &sc) == 0;
 	tlcm_run_result_t res;
 	rc = tlcm_graph_run(g, &ro, &res);
+	if (scraping) {
+		atomic_store(&sc.stop, true);
+		pthread_join(st, NULL);
+		if (!sc.ok) {
+			fprintf(stderr, "hop: the introspection endpoint did "
+				"not answer (port 18790 taken?)\n");
+			rc = rc ? rc : -1;
+		}
+	}
 	if (rc)
 		fprintf(stderr, "hop: graph failed: %s\n",
 			res.why[0] ? res.why : tlcm_strerror(rc));
@@ -274,7 +342,7 @@ static int graph_child(hop_t *h, size_t count, bool idle, double duration,
 		return -1;
 	}
 	if (pid == 0)
-		_exit(run_graph(h, count, idle, duration, NULL, NULL) ? 1 : 0);
+		_exit(run_graph(h, count, idle, duration, NULL, NULL, false) ? 1 : 0);
 	return proc_wait(pid, t0, p, "graph child");
 }
 
@@ -369,7 +437,7 @@ int bench_suite_hop(const bench_opts_t *o)
 
 	int rc = -1;
 	double rss[MAXRUNS], anon[MAXRUNS], g_rss[MAXRUNS], g_anon[MAXRUNS];
-	double tput[MAXRUNS], hop_ns[MAXRUNS], g_tput[MAXRUNS], g_hop[MAXRUNS];
+	double tput[MAXRUNS], tput_i[MAXRUNS], hop_ns[MAXRUNS], g_tput[MAXRUNS], g_hop[MAXRUNS];
 	double idle[MAXRUNS], g_idle[MAXRUNS];
 	proc_t p = {0};
 	bool anon_ok = true, g_anon_ok = true, idle_ok = false;
@@ -424,7 +492,7 @@ int bench_suite_hop(const bench_opts_t *o)
 	 * arrival, which leaves out pipeline fill and drain), so both sides
 	 * count the same thing: all messages from start to finished. */
 	double secs, sink_secs;
-	if (run_graph(&h, n, false, 0, &secs, &sink_secs)) /* warm-up */
+	if (run_graph(&h, n, false, 0, &secs, &sink_secs, false)) /* warm-up */
 		goto out;
 	for (int r = 0; r < runs; r++) {
 		if (gst) {
@@ -446,7 +514,10 @@ int bench_suite_hop(const bench_opts_t *o)
 					proc_anon_kib(getpid()));
 			}
 		}
-		if (run_graph(&h, n, false, 0, &secs, &sink_secs))
+		if (run_graph(&h, n, false, 0, &secs, &sink_secs, true))
+			goto out;
+		tput_i[r] = (double)n / secs;
+		if (run_graph(&h, n, false, 0, &secs, &sink_secs, false))
 			goto out;
 		tput[r] = (double)n / secs;
 		hop_ns[r] = secs * 1e9 / (double)n / HOPS;
@@ -507,6 +578,10 @@ report:;
 	b = (bench_base_t){"gstreamer", gst ? median(g_tput, runs) : 0};
 	bench_report("hop", "gen_tee3_sink_64B", "msgs_per_s",
 		     median(tput, runs), n, runs, &b, gst);
+	/* the same graph serving introspection, scraped every 100 ms */
+	b = (bench_base_t){"headless", median(tput, runs)};
+	bench_report("hop", "gen_tee3_sink_64B_introspect", "msgs_per_s",
+		     median(tput_i, runs), n, runs, &b, 1);
 	b.value = gst ? median(g_hop, runs) : 0;
 	bench_report("hop", "gen_tee3_sink_64B_ns_per_hop", "ns",
 		     median(hop_ns, runs), n, runs, &b, gst);

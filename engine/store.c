@@ -53,6 +53,13 @@ struct tlcm_store {
 	char **names;
 	rocksdb_column_family_handle_t **cfs;
 	size_t ncf;
+	/* newest snapshot version per node, learnt once by seeking, then
+	 * kept here (seeking past many deletions is not free) */
+	struct newest {
+		char *node;
+		uint64_t version;
+	} *newest;
+	size_t nnewest;
 	/* batch sync: a thread flushes the log every interval; its own lock,
 	 * since writes mark the store dirty while holding mu */
 	pthread_t syncer;
@@ -322,6 +329,9 @@ void tlcm_store_close(tlcm_store_t *s)
 	pthread_mutex_destroy(&s->mu);
 	pthread_mutex_destroy(&s->sync_mu);
 	pthread_cond_destroy(&s->cv);
+	for (size_t i = 0; i < s->nnewest; i++)
+		free(s->newest[i].node);
+	free(s->newest);
 	free(s->names);
 	free(s->cfs);
 	free(s->path);
@@ -509,8 +519,34 @@ static void snap_key(uint64_t v, char key[22])
 	snprintf(key, 22, "snap/%016llx", (unsigned long long)v);
 }
 
-/* Newest version of node (0 when none); under s->mu. */
+static uint64_t seek_newest(tlcm_store_t *s, const char *node);
+
+/* Newest version of node (0 when none); under s->mu. *fresh says whether
+ * this process had not seen the node before. */
+static struct newest *newest_entry(tlcm_store_t *s, const char *node,
+				   bool *fresh)
+{
+	*fresh = false;
+	for (size_t i = 0; i < s->nnewest; i++)
+		if (!strcmp(s->newest[i].node, node))
+			return &s->newest[i];
+	struct newest *nn = realloc(s->newest, (s->nnewest + 1) * sizeof *nn);
+	if (!nn)
+		return NULL;
+	s->newest = nn;
+	nn[s->nnewest] = (struct newest){strdup(node), seek_newest(s, node)};
+	*fresh = true;
+	return &nn[s->nnewest++];
+}
+
 static uint64_t newest(tlcm_store_t *s, const char *node)
+{
+	bool fresh;
+	struct newest *e = newest_entry(s, node, &fresh);
+	return e ? e->version : seek_newest(s, node);
+}
+
+static uint64_t seek_newest(tlcm_store_t *s, const char *node)
 {
 	char fname[128];
 	node_family(node, fname, sizeof fname);
@@ -557,7 +593,7 @@ static int parse_snap(const char *node, const char *val, size_t vlen,
 /* Add version v of node (and pruning beyond keep) to batch b; under s->mu. */
 static int add_snapshot(tlcm_store_t *s, tlcm_batch_t *b, const char *node,
 			uint64_t v, uint64_t group, const void *data,
-			size_t len, const char *reason)
+			size_t len, const char *reason, bool first)
 {
 	char fname[128], key[22];
 	node_family(node, fname, sizeof fname);
@@ -579,10 +615,17 @@ static int add_snapshot(tlcm_store_t *s, tlcm_batch_t *b, const char *node,
 	rocksdb_writebatch_put_cf(b->wb, h, key, 21, val, sizeof hdr + len);
 	free(val);
 	if (v > s->o.keep) {
+		/* the version that falls out; the first time this process
+		 * snapshots the node, also whatever an earlier, larger keep
+		 * left behind (a range, once: ranges pile up if repeated) */
 		char from[22], to[22];
-		snap_key(0, from);
-		snap_key(v - s->o.keep + 1, to);
-		rocksdb_writebatch_delete_range_cf(b->wb, h, from, 21, to, 21);
+		snap_key(v - s->o.keep, to);
+		if (first) {
+			snap_key(0, from);
+			rocksdb_writebatch_delete_range_cf(b->wb, h, from, 21,
+							   to, 21);
+		}
+		rocksdb_writebatch_delete_cf(b->wb, h, to, 21);
 	}
 	return 0;
 }
@@ -623,12 +666,24 @@ int tlcm_store_snapshot_group(tlcm_store_t *s, size_t n,
 				rc = TLCM_EINVAL; /* one version per node */
 		if (rc)
 			break;
-		versions[i] = newest(s, nodes[i]) + 1;
+		bool fresh;
+		struct newest *e = newest_entry(s, nodes[i], &fresh);
+		if (!e) {
+			rc = TLCM_ENOMEM;
+			break;
+		}
+		versions[i] = e->version + 1;
 		rc = add_snapshot(s, b, nodes[i], versions[i], group, data[i],
-				  lens[i], reason);
+				  lens[i], reason, fresh);
 	}
 	if (!rc)
 		rc = tlcm_store_write(s, b);
+	for (size_t i = 0; !rc && i < n; i++) {
+		bool fresh;
+		struct newest *e = newest_entry(s, nodes[i], &fresh);
+		if (e)
+			e->version = versions[i];
+	}
 	pthread_mutex_unlock(&s->mu);
 	tlcm_batch_free(b);
 	return rc;
