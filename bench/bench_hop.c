@@ -579,9 +579,9 @@ report:;
 	bench_report("hop", "gen_tee3_sink_64B", "msgs_per_s",
 		     median(tput, runs), n, runs, &b, gst);
 	/* the same graph serving introspection, scraped every 100 ms */
-	b = (bench_base_t){"headless", median(tput, runs)};
+	bench_base_t hb = {"headless", median(tput, runs)};
 	bench_report("hop", "gen_tee3_sink_64B_introspect", "msgs_per_s",
-		     median(tput_i, runs), n, runs, &b, 1);
+		     median(tput_i, runs), n, runs, &hb, 1);
 	b.value = gst ? median(g_hop, runs) : 0;
 	bench_report("hop", "gen_tee3_sink_64B_ns_per_hop", "ns",
 		     median(hop_ns, runs), n, runs, &b, gst);
