@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "bench/bench.h"
+#include "engine/cpu.h"
 #include "engine/ring.h"
 
 #define RING_CAP ((size_t)1 << 20) /* 1 MiB */
@@ -31,13 +32,6 @@
 #define NNG_TIMEOUT_MS 10000       /* a lost message fails, not hangs */
 #define NNG_BUF 1024               /* messages queued per NNG socket side */
 
-#if defined(__x86_64__) || defined(__i386__)
-#define cpu_relax() __builtin_ia32_pause()
-#elif defined(__aarch64__) || defined(__arm__)
-#define cpu_relax() __asm__ volatile("yield")
-#else
-#define cpu_relax() ((void)0)
-#endif
 
 typedef struct xport xport_t;
 
@@ -79,7 +73,7 @@ static inline uint64_t next_word(const run_t *r, uint64_t i, uint64_t *next)
 		return i * MIX;
 	uint64_t t;
 	while ((t = bench_now_ns()) < *next)
-		cpu_relax();
+		tlcm_cpu_relax();
 	*next = t + PERIOD_NS;
 	return t;
 }
@@ -150,7 +144,7 @@ static bool ring_idle(run_t *r)
 	for (int s = 0; s < SPIN; s++) {
 		if (tlcm_ring_readable(r->ring))
 			return false;
-		cpu_relax();
+		tlcm_cpu_relax();
 	}
 	int rc = tlcm_ring_wait_data(r->ring, -1);
 	if (rc == 0)

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/cpu.h"
 #include "engine/ring.h"
 
 #define RING_MAGIC 0x544c524eu /* "TLRN" */
@@ -249,13 +250,6 @@ size_t tlcm_ring_max_payload(const tlcm_ring_t *r)
 
 /* ---- drop_oldest: shared rd/tail under the segment's spinlock ----------- */
 
-#if defined(__x86_64__) || defined(__i386__)
-#define cpu_relax() __builtin_ia32_pause()
-#elif defined(__aarch64__) || defined(__arm__)
-#define cpu_relax() __asm__ volatile("yield")
-#else
-#define cpu_relax() ((void)0)
-#endif
 
 static void lock(ring_shm_t *s)
 {
@@ -265,7 +259,7 @@ static void lock(ring_shm_t *s)
 		if (spins > 64)
 			sched_yield();
 		else
-			cpu_relax();
+			tlcm_cpu_relax();
 	}
 }
 
