@@ -652,7 +652,7 @@ static void load_node(loader_t *L, const tlcm_ynode_t *key,
 		      const tlcm_ynode_t *v)
 {
 	static const char *keys[] = {"type", "params", "thread", "cpu",
-				     "on_error"};
+				     "on_error", "isolate"};
 	tlcm_graph_t *g = L->g;
 	if (!valid_id(key->str)) {
 		ERR(L, key, "node id '%s' must start with a letter or '_' and "
@@ -765,12 +765,23 @@ static void load_node(loader_t *L, const tlcm_ynode_t *key,
 				    "skip or restart", gn->id);
 			else
 				gn->on_error = (tlcm_on_error_t)p;
+		} else if (strcmp(k->str, "isolate") == 0) {
+			if (val->kind == TLCM_Y_SCALAR &&
+			    (!strcmp(val->str, "process") ||
+			     !strcmp(val->str, "none")))
+				gn->isolate = !strcmp(val->str, "process");
+			else
+				ERR(L, val, "node '%s': isolate must be 'none' "
+				    "or 'process'", gn->id);
 		} else {
 			char where[160];
 			snprintf(where, sizeof where, "node '%s'", gn->id);
-			unknown_key(L, k, where, keys, 5);
+			unknown_key(L, k, where, keys, 6);
 		}
 	}
+	if (gn->isolate && gn->own_thread)
+		ERR(L, key, "node '%s': an isolated node already has its own "
+		    "process; drop 'thread: own'", gn->id);
 	if (gn->cpu >= 0 && !gn->own_thread)
 		ERR(L, key, "node '%s': cpu pinning needs 'thread: own'",
 		    gn->id);

@@ -78,6 +78,7 @@ typedef struct tlcm_gnode {
 	size_t nparams;
 	size_t nin, nout;    /* declared ports; input nin is `control` */
 	bool own_thread;
+	bool isolate;        /* run in a supervised child process */
 	int cpu;             /* -1: any */
 	tlcm_on_error_t on_error;
 	int line, col;

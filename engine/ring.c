@@ -218,6 +218,31 @@ int tlcm_ring_attach(tlcm_ring_t **out, int fd)
 	return 0;
 }
 
+static void lock(struct ring_shm *s);
+static void unlock(struct ring_shm *s);
+
+void tlcm_ring_resync(tlcm_ring_t *r)
+{
+	ring_shm_t *s = r->shm;
+	r->p_head = atomic_load(&s->head);
+	r->p_tail_cache = atomic_load(&s->tail);
+	r->p_seq = atomic_load(&s->committed);
+	r->p_pending = 0;
+	r->p_pending_bytes = 0;
+	r->p_resv_max = (size_t)-1;
+	if (r->policy == TLCM_EDGE_DROP_OLDEST) {
+		/* what the dead consumer claimed is offered again; slots the
+		 * producer dropped meanwhile are marked done and skipped */
+		lock(s);
+		atomic_store(&s->rd, atomic_load(&s->tail));
+		unlock(s);
+	}
+	r->c_rd = r->p_tail_cache;
+	r->c_head_cache = r->p_head;
+	r->c_npeeked = 0;
+	r->c_first = 0;
+}
+
 void tlcm_ring_free(tlcm_ring_t *r)
 {
 	if (!r)
@@ -251,7 +276,7 @@ size_t tlcm_ring_max_payload(const tlcm_ring_t *r)
 /* ---- drop_oldest: shared rd/tail under the segment's spinlock ----------- */
 
 
-static void lock(ring_shm_t *s)
+static void lock(struct ring_shm *s)
 {
 	for (unsigned spins = 0; atomic_exchange_explicit(
 		     &s->lock, 1, memory_order_acquire);
@@ -263,7 +288,7 @@ static void lock(ring_shm_t *s)
 	}
 }
 
-static void unlock(ring_shm_t *s)
+static void unlock(struct ring_shm *s)
 {
 	atomic_store_explicit(&s->lock, 0, memory_order_release);
 }
@@ -355,7 +380,7 @@ static bool drop_one(tlcm_ring_t *r)
 	lock(s);
 	bool got = take(r, &pos, &f);
 	if (got) {
-		if (!(f & F_PAD))
+		if (!(f & (F_PAD | F_DONE))) /* not padding, not dropped */
 			atomic_fetch_add(&s->dropped, 1);
 		atomic_fetch_or(&slot(r, pos)->flags, F_DONE);
 		advance_tail(r);
@@ -593,12 +618,12 @@ static bool claim(tlcm_ring_t *r, uint64_t *pos_out)
 			uint32_t f;
 			lock(s);
 			bool got = take(r, &pos, &f);
-			if (got && (f & F_PAD))
-				advance_tail(r);
+			if (got && (f & (F_PAD | F_DONE)))
+				advance_tail(r); /* padding, or dropped */
 			unlock(s);
 			if (!got)
 				return false;
-			if (!(f & F_PAD)) {
+			if (!(f & (F_PAD | F_DONE))) {
 				*pos_out = pos;
 				return true;
 			}

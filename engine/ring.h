@@ -99,6 +99,11 @@ int tlcm_ring_create(tlcm_ring_t **out, size_t cap, tlcm_edge_policy_t policy,
  * duplicated; the caller keeps its own. */
 int tlcm_ring_attach(tlcm_ring_t **out, int fd);
 void tlcm_ring_free(tlcm_ring_t *r);
+/* Take over one side of a ring from a process that died: re-read both
+ * positions from the segment, dropping this handle's local view (messages
+ * the dead consumer peeked but never released will be peeked again; what
+ * the dead producer reserved but never published is gone). */
+void tlcm_ring_resync(tlcm_ring_t *r);
 int tlcm_ring_fd(const tlcm_ring_t *r);
 size_t tlcm_ring_capacity(const tlcm_ring_t *r);
 tlcm_edge_policy_t tlcm_ring_policy(const tlcm_ring_t *r);

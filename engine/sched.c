@@ -16,6 +16,9 @@
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
 #include <sys/resource.h>
 #include <pthread.h>
 #include <sched.h>
@@ -87,6 +90,10 @@ struct tlcm_ctx {
 	tlcm_ring_t *emit_ring;
 	uint8_t *scratch;
 	size_t scratch_cap;
+	/* isolate: process */
+	bool isolated;
+	pthread_t supervisor;
+	_Atomic int pid;
 	/* own thread */
 	bool own;
 	pthread_t thread;
@@ -123,6 +130,15 @@ struct sched {
 /* Engine singleton: stop requests from signal handlers (or
  * tlcm_request_stop) for the graph being run. */
 static volatile sig_atomic_t stop_signals;
+
+/* Process isolation (engine singletons, set once in a node's child
+ * process right after fork): the child runs one node on one thread and
+ * must not touch the parent's scheduler, locks or store. */
+static bool child_mode;
+static int child_snap_fd = -1;
+static volatile sig_atomic_t child_stop;
+
+#define RESTART_WINDOW_NS 60000000000ull
 
 #define BUMP(field, n)                                                     \
 	atomic_store_explicit(&(field),                                     \
@@ -257,12 +273,13 @@ static int bad_port(const tlcm_ctx_t *c, int port)
 
 static void run(tlcm_ctx_t *c);
 static void release_node(tlcm_ctx_t *c);
+static void mark_finished(tlcm_ctx_t *c);
 
 /* Claim consumer c and run it on this thread; false when it is busy,
  * finished or lives on its own thread. */
 static bool help(tlcm_ctx_t *c)
 {
-	if (c->own)
+	if (c->own || child_mode)
 		return false;
 	int exp = ST_IDLE;
 	if (!atomic_compare_exchange_strong(&c->run_state, &exp, ST_RUNNING)) {
@@ -438,6 +455,8 @@ static void push_ready(sched_t *s, tlcm_ctx_t *c)
 /* Queue c unless it is queued or running already. */
 static void wake(tlcm_ctx_t *c)
 {
+	if (child_mode) /* the parent's scheduler is not ours to touch */
+		return;
 	int exp = ST_IDLE;
 	if (!atomic_compare_exchange_strong(&c->run_state, &exp, ST_QUEUED))
 		return;
@@ -536,6 +555,12 @@ static void finish(tlcm_ctx_t *c)
 		while ((k = tlcm_ring_peek_many(c->in[i].ring, ms, BATCH)))
 			tlcm_ring_release(c->in[i].ring, k);
 	}
+	mark_finished(c);
+}
+
+static void mark_finished(tlcm_ctx_t *c)
+{
+	sched_t *s = c->s;
 	c->finished = true;
 	pthread_mutex_lock(&s->mu);
 	if (atomic_fetch_add(&s->nfinished, 1) + 1 == s->n)
@@ -546,7 +571,7 @@ static void finish(tlcm_ctx_t *c)
 static int take_snapshot(tlcm_ctx_t *c, const char *reason)
 {
 	sched_t *s = c->s;
-	if (!s->store || !c->t->snapshot)
+	if ((!s->store && !child_mode) || !c->t->snapshot)
 		return TLCM_ENOTSUP;
 	tlcm_fbb_t b;
 	int rc = tlcm_fbb_init(&b, 0);
@@ -554,6 +579,16 @@ static int take_snapshot(tlcm_ctx_t *c, const char *reason)
 		rc = c->t->snapshot(c, c->state, &b);
 	if (!rc && (b.in_table || b.used == 0))
 		rc = b.err ? b.err : TLCM_EINVAL; /* not finished */
+	if (!rc && child_mode) {
+		/* the parent owns the store: send it [u32 size][bytes] */
+		uint32_t n = (uint32_t)b.used;
+		const uint8_t *p = b.buf + b.cap - b.used;
+		if (write(child_snap_fd, &n, 4) != 4 ||
+		    write(child_snap_fd, p, n) != (ssize_t)n)
+			rc = TLCM_EIO;
+		tlcm_fbb_fini(&b);
+		return rc;
+	}
 	uint64_t v = 0;
 	if (!rc)
 		rc = tlcm_store_snapshot(s->store, c->g->id,
@@ -579,7 +614,7 @@ int tlcm_snapshot_now(tlcm_ctx_t *c, const char *reason)
 static int restore(tlcm_ctx_t *c, uint64_t version)
 {
 	sched_t *s = c->s;
-	if (!s->store || !c->t->restore)
+	if (!s->store || !c->t->restore || child_mode)
 		return version ? TLCM_ENOTSUP : 0;
 	tlcm_snap_info_t *l = NULL;
 	size_t n = 0;
@@ -890,6 +925,264 @@ static void release_node(tlcm_ctx_t *c)
 		wake(c);
 }
 
+/* ---- process isolation ---------------------------------------------------- */
+
+static void child_on_term(int sig)
+{
+	(void)sig;
+	child_stop = 1;
+}
+
+/* The node's whole life in its child process: init, restore from the
+ * snapshot the parent handed over, then process/tick until end of stream
+ * (or SIGTERM for a source). Each batch's outputs are published before its
+ * inputs are released, so a crash loses nothing: unreleased input comes
+ * again to the next child (at least once; the batch in flight may be seen
+ * twice downstream). */
+static void child_main(tlcm_ctx_t *c, int fd, const void *snap, size_t slen)
+{
+	child_mode = true;
+	child_snap_fd = fd;
+	/* our copies of the ring handles are the parent's, possibly stale
+	 * after an earlier child used them: take the positions from the
+	 * segments */
+	for (size_t i = 0; i < c->nin; i++)
+		tlcm_ring_resync(c->in[i].ring);
+	for (size_t p = 0; p < c->nout; p++)
+		for (size_t i = 0; i < c->out[p].n; i++)
+			tlcm_ring_resync(c->out[p].rings[i]);
+	signal(SIGTERM, child_on_term);
+	signal(SIGINT, SIG_IGN); /* the parent decides */
+	int rc = c->t->init ? c->t->init(c, c->state) : 0;
+	if (rc) {
+		tlcm_error(c->g->id, "init failed in the child: %s",
+			   tlcm_strerror(rc));
+		_exit(2);
+	}
+	if (snap && c->t->restore && (rc = c->t->restore(c, c->state, snap,
+							 slen)))
+		tlcm_warn(c->g->id, "state rejected (%s): starting fresh",
+			  tlcm_strerror(rc));
+	uint64_t next = tlcm_now_ns();
+	bool alive = true;
+	while (alive) {
+		bool did = false;
+		uint64_t period = atomic_load(&c->tick_period);
+		if (source(c) && child_stop)
+			break;
+		if (c->t->tick && period != TLCM_TICK_OFF &&
+		    (period == 0 || tlcm_now_ns() >= next)) {
+			next = tlcm_now_ns() + period;
+			rc = c->t->tick(c, c->state, tlcm_now_ns());
+			publish_all(c);
+			did = true;
+			if (rc == TLCM_ECLOSED)
+				break;
+			if (rc && !on_error(c, rc, "tick"))
+				_exit(4);
+		}
+		bool all_eos = c->nin > 0;
+		for (size_t k = 0; k < c->nin && alive; k++) {
+			in_edge_t *e = &c->in[k];
+			const tlcm_msg_t *ms[BATCH];
+			size_t got = tlcm_ring_peek_many(e->ring, ms, BATCH);
+			for (size_t i = 0; i < got && alive; i++) {
+				if (e->port == c->g->nin) {
+					control(c, ms[i]);
+					continue;
+				}
+				c->trace = ms[i]->trace;
+				rc = c->t->process ? c->t->process(
+					c, c->state, (int)e->port, ms[i]) : 0;
+				if (rc == TLCM_ECLOSED)
+					alive = false;
+				else if (rc && !on_error(c, rc, "process"))
+					_exit(4);
+			}
+			publish_all(c); /* outputs first, then give input back */
+			tlcm_ring_release(e->ring, got);
+			did |= got > 0;
+			if (!e->eos && tlcm_ring_eos(e->ring))
+				e->eos = true;
+			if (!e->eos && !e->optional_for_eos)
+				all_eos = false;
+		}
+		if (all_eos)
+			break;
+		if (!did) {
+			int64_t wait = 20000000;
+			if (c->t->tick && period != TLCM_TICK_OFF && period) {
+				int64_t left = (int64_t)(next - tlcm_now_ns());
+				if (left < wait)
+					wait = left > 0 ? left : 0;
+			}
+			if (c->nin)
+				tlcm_ring_wait_data(c->in[0].ring, wait);
+			else if (wait)
+				usleep((useconds_t)(wait / 1000));
+		}
+	}
+	if (c->t->eos && (rc = c->t->eos(c, c->state)) && rc != TLCM_ECLOSED)
+		tlcm_error(c->g->id, "end of stream failed: %s",
+			   tlcm_strerror(rc));
+	for (size_t p = 0; p < c->nout; p++)
+		for (size_t i = 0; i < c->out[p].n; i++)
+			tlcm_ring_close(c->out[p].rings[i]);
+	for (size_t i = 0; i < c->nin; i++)
+		tlcm_ring_detach(c->in[i].ring);
+	if (c->t->snapshot)
+		take_snapshot(c, "shutdown");
+	if (c->t->fini)
+		c->t->fini(c, c->state);
+	_exit(0);
+}
+
+/* Consumers of an isolated node's outputs live in this process and are
+ * not woken by the child's publishes: look every 10 ms. */
+static void doorbell(tlcm_ctx_t *c)
+{
+	for (size_t p = 0; p < c->nout; p++)
+		for (size_t i = 0; i < c->out[p].n; i++)
+			if (tlcm_ring_arm(c->out[p].rings[i]))
+				wake(c->out[p].dst[i]);
+}
+
+/* Read snapshot frames from the child; false at end of file. */
+static bool read_snapshots(tlcm_ctx_t *c, int fd, uint8_t **buf, size_t *len,
+			   size_t *cap)
+{
+	uint8_t tmp[65536];
+	ssize_t k = read(fd, tmp, sizeof tmp);
+	if (k <= 0)
+		return k < 0 && errno == EINTR;
+	if (*len + (size_t)k > *cap) {
+		size_t nc = (*len + (size_t)k) * 2;
+		uint8_t *nb = realloc(*buf, nc);
+		if (!nb)
+			return false;
+		*buf = nb;
+		*cap = nc;
+	}
+	memcpy(*buf + *len, tmp, (size_t)k);
+	*len += (size_t)k;
+	size_t off = 0;
+	while (*len - off >= 4) {
+		uint32_t n;
+		memcpy(&n, *buf + off, 4);
+		if (*len - off - 4 < n)
+			break;
+		if (c->s->store && tlcm_store_snapshot(c->s->store, c->g->id,
+						       *buf + off + 4, n,
+						       "child", NULL))
+			tlcm_error(c->g->id, "cannot store the child's "
+				   "snapshot");
+		off += 4 + n;
+	}
+	memmove(*buf, *buf + off, *len - off);
+	*len -= off;
+	return true;
+}
+
+/* One thread per isolated node: fork the child, store its snapshots, wake
+ * its consumers, restart it when it dies (at most RESTART_LIMIT times a
+ * minute), and mark the node finished when it ends. */
+static void *supervise(void *arg)
+{
+	tlcm_ctx_t *c = arg;
+	sched_t *s = c->s;
+	uint64_t window = tlcm_now_ns();
+	unsigned in_window = 0;
+	for (;;) {
+		void *snap = NULL;
+		size_t slen = 0;
+		if (s->store && c->t->restore)
+			tlcm_store_load(s->store, c->g->id, 0, &snap, &slen,
+					NULL);
+		int pfd[2];
+		if (pipe2(pfd, O_CLOEXEC)) {
+			set_failure(s, TLCM_EIO, "node '%s': cannot create a "
+				    "pipe: %s", c->g->id, strerror(errno));
+			break;
+		}
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(pfd[0]);
+			child_main(c, pfd[1], snap, slen);
+		}
+		free(snap);
+		close(pfd[1]);
+		if (pid < 0) {
+			close(pfd[0]);
+			set_failure(s, TLCM_EIO, "node '%s': fork: %s", c->g->id,
+				    strerror(errno));
+			break;
+		}
+		atomic_store(&c->pid, pid);
+		tlcm_info(c->g->id, "running in process %d%s", (int)pid,
+			  slen ? " (state restored)" : "");
+		uint8_t *buf = NULL;
+		size_t len = 0, cap = 0;
+		bool termed = false, open = true;
+		while (open) {
+			struct pollfd pf = {pfd[0], POLLIN, 0};
+			if (poll(&pf, 1, 10) > 0)
+				open = read_snapshots(c, pfd[0], &buf, &len,
+						      &cap);
+			doorbell(c);
+			if (atomic_load(&s->exiting)) {
+				kill(pid, SIGKILL);
+				termed = true;
+			} else if (!termed && source(c) &&
+				   atomic_load(&s->stopping)) {
+				kill(pid, SIGTERM);
+				termed = true;
+			}
+		}
+		free(buf);
+		close(pfd[0]);
+		int st = 0;
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+		doorbell(c);
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			break;
+		if (atomic_load(&s->exiting))
+			break;
+		BUMP(c->st.errors, 1);
+		atomic_store(&c->last_error, "child process died");
+		if (WIFSIGNALED(st))
+			tlcm_error(c->g->id, "process %d killed by signal %d",
+				   (int)pid, WTERMSIG(st));
+		else
+			tlcm_error(c->g->id, "process %d exited with status %d",
+				   (int)pid, WEXITSTATUS(st));
+		uint64_t now = tlcm_now_ns();
+		if (now - window > RESTART_WINDOW_NS) {
+			window = now;
+			in_window = 0;
+		}
+		if (++in_window > RESTART_LIMIT) {
+			tlcm_error(c->g->id, "more than %d restarts in a minute: "
+				   "stopping the node", RESTART_LIMIT);
+			set_failure(s, TLCM_EIO, "node '%s' (type %s) kept "
+				    "crashing in its process; stopped after %d "
+				    "restarts", c->g->id, c->t->name,
+				    RESTART_LIMIT);
+			for (size_t p = 0; p < c->nout; p++)
+				for (size_t i = 0; i < c->out[p].n; i++)
+					tlcm_ring_close(c->out[p].rings[i]);
+			for (size_t i = 0; i < c->nin; i++)
+				tlcm_ring_detach(c->in[i].ring);
+			doorbell(c);
+			break;
+		}
+		BUMP(c->st.restarts, 1);
+		tlcm_warn(c->g->id, "restarting from its last snapshot");
+	}
+	mark_finished(c);
+	return NULL;
+}
+
 static void *worker(void *arg)
 {
 	sched_t *s = arg;
@@ -1033,6 +1326,9 @@ static int setup(sched_t *s, const tlcm_graph_t *g)
 		c->g = gn;
 		c->t = gn->type;
 		c->own = gn->own_thread;
+		c->isolated = gn->isolate;
+		if (c->isolated) /* never run here: its child does */
+			atomic_store(&c->run_state, ST_RUNNING);
 		atomic_store(&c->tick_period, TLCM_TICK_OFF);
 		atomic_store(&c->next_tick, UINT64_MAX);
 		c->state = calloc(1, c->t->state_size ? c->t->state_size : 1);
@@ -1524,6 +1820,8 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 	size_t inited = 0;
 	for (; rc == 0 && inited < s->n; inited++) {
 		tlcm_ctx_t *c = &s->nodes[inited];
+		if (c->isolated)
+			continue; /* initialised in its own process */
 		if (c->t->init && (rc = c->t->init(c, c->state))) {
 			snprintf(res->why, sizeof res->why, "node '%s' (type %s) "
 				 "failed to start: %s", c->g->id, c->t->name,
@@ -1543,7 +1841,7 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 			snprintf(res->why, sizeof res->why, "cannot set up the "
 				 "graph: %s", tlcm_strerror(rc));
 		for (size_t i = 0; i < inited; i++)
-			if (s->nodes[i].t->fini)
+			if (s->nodes[i].t->fini && !s->nodes[i].isolated)
 				s->nodes[i].t->fini(&s->nodes[i],
 						    s->nodes[i].state);
 		res->status = rc;
@@ -1586,6 +1884,10 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 			pthread_create(&s->nodes[i].thread, NULL, own_thread,
 				       &s->nodes[i]);
 	pthread_create(&s->timer, NULL, timer, s);
+	for (size_t i = 0; i < s->n; i++)
+		if (s->nodes[i].isolated)
+			pthread_create(&s->nodes[i].supervisor, NULL, supervise,
+				       &s->nodes[i]);
 	/* first round: every node looks for work once */
 	for (size_t i = 0; i < s->n; i++)
 		wake(&s->nodes[i]);
@@ -1644,6 +1946,9 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 			pthread_join(s->nodes[i].thread, NULL);
 		}
 	pthread_join(s->timer, NULL);
+	for (size_t i = 0; i < s->n; i++)
+		if (s->nodes[i].isolated)
+			pthread_join(s->nodes[i].supervisor, NULL);
 	tlcm_introspect_stop(s->introspect);
 	if (o && o->handle_signals) {
 		sigaction(SIGINT, &old_int, NULL);
@@ -1661,6 +1966,8 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 				GET(c->st.in), GET(c->st.out),
 				GET(c->st.dropped), GET(c->st.errors),
 				GET(c->st.restarts)};
+		if (c->isolated) /* its child snapshotted and finished */
+			continue;
 		if (s->store && c->t->snapshot)
 			take_snapshot(c, "shutdown");
 		if (c->t->fini)
