@@ -13,6 +13,7 @@
 #include "engine/graph.h"
 #include "engine/log.h"
 #include "engine/sched.h"
+#include "engine/store.h"
 #include "fb/test_state_fb.h"
 #include "nodes/nodes.h"
 #include "tests/tlcm_test.h"
@@ -58,6 +59,7 @@ static int crasher_snapshot(tlcm_ctx_t *ctx, void *st, tlcm_fbb_t *b)
 	(void)ctx;
 	tlcm_TestState_start(b);
 	tlcm_TestState_add_count(b, c->n);
+	tlcm_TestState_add_seq(b, (uint64_t)getpid()); /* which process */
 	return tlcm_TestState_finish(b, tlcm_TestState_end(b), NULL)
 		       ? 0 : tlcm_fbb_error(b);
 }
@@ -107,7 +109,7 @@ static void crash_once(void)
 	snprintf(report, sizeof report, "%s/report.json", dir);
 	snprintf(yaml, sizeof yaml,
 		 "graph: iso\n"
-		 "settings: { store: %s/store, introspect: 'off' }\n"
+		 "settings: { store: %s/store, introspect: 'off', keep: 100 }\n"
 		 "nodes:\n"
 		 "  src: { type: gen, params: { count: 20000, payload: 32, "
 		 "rate_hz: 100000 } }\n"
@@ -151,6 +153,39 @@ static void crash_once(void)
 	CHECK(reordered <= 64);
 	fprintf(stderr, "crash once: sink count %llu (duplicates %llu)\n",
 		count, reordered);
+
+	/* the store tells the rest: snapshots from two different processes,
+	 * and the second one continued the count from the first one's last
+	 * snapshot (a fresh start would end near 20000 - 5000) */
+	char sp[128], why[300];
+	snprintf(sp, sizeof sp, "%s/store", dir);
+	tlcm_store_opts_t so = {.read_only = true};
+	tlcm_store_t *st;
+	CHECK_INT(tlcm_store_open(&st, sp, &so, why, sizeof why), 0);
+	if (!st)
+		return;
+	tlcm_snap_info_t *l;
+	size_t n;
+	CHECK_INT(tlcm_store_list(st, "c", &l, &n), 0);
+	uint64_t pids[2] = {0, 0}, last_count = 0;
+	for (size_t i = 0; i < n; i++) {
+		void *d;
+		size_t len;
+		if (tlcm_store_load(st, "c", l[i].version, &d, &len, NULL))
+			continue;
+		tlcm_TestState_table_t t = tlcm_TestState_as_root(d);
+		uint64_t pid = tlcm_TestState_seq(t);
+		if (!pids[0])
+			pids[0] = pid;
+		else if (pid != pids[0])
+			pids[1] = pid;
+		last_count = tlcm_TestState_count(t);
+		free(d);
+	}
+	free(l);
+	tlcm_store_close(st);
+	CHECK(pids[0] && pids[1] && pids[0] != pids[1]);
+	CHECK(last_count >= 20000);
 }
 
 static void crash_always(void)
