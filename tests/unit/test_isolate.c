@@ -31,6 +31,8 @@ static const tlcm_param_desc_t crasher_params[] = {
 	 NULL, 0},
 	{"marker", TLCM_P_PATH, "", "crash only while this file is absent "
 	 "(created before dying); empty: every time", 0, 0, NULL, 0},
+	{"restore_ms", TLCM_P_INT, "0", "sleep this long when restoring (a "
+	 "slow restart)", 0, 10000, NULL, 0},
 	{0}};
 
 static int crasher_process(tlcm_ctx_t *ctx, void *st, int port,
@@ -71,11 +73,11 @@ static int crasher_restore(tlcm_ctx_t *ctx, void *st, const void *d,
 {
 	crasher_t *c = st;
 	const char *why;
-	(void)ctx;
 	if (tlcm_TestState_verify_as_root(d, len, &why))
 		return TLCM_EBADMSG;
 	c->n = tlcm_TestState_count(tlcm_TestState_as_root(d));
 	restored_n = c->n;
+	usleep((useconds_t)tlcm_param_int(ctx, "restore_ms") * 1000);
 	return 0;
 }
 
@@ -188,6 +190,143 @@ static void crash_once(void)
 	CHECK(last_count >= 20000);
 }
 
+/* ---- the rest of the graph keeps flowing while the child restarts ---- */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+static int port; /* a free loopback port, found at run time */
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof a;
+	int p = 0;
+	if (fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof a) &&
+	    !getsockname(fd, (struct sockaddr *)&a, &l))
+		p = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return p;
+}
+
+typedef struct {
+	atomic_bool stop;
+	/* samples: time, restarts of c, messages into the direct sink */
+	uint64_t t[2000], restarts[2000], direct[2000];
+	size_t n;
+} poller_t;
+
+static long json_field(const char *json, const char *node, const char *key)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"id\":\"%s\"", node);
+	const char *p = strstr(json, pat);
+	if (!p)
+		return -1;
+	snprintf(pat, sizeof pat, "\"%s\":", key);
+	p = strstr(p, pat);
+	return p ? strtol(p + strlen(pat), NULL, 10) : -1;
+}
+
+static void *poll_stats(void *arg)
+{
+	poller_t *pl = arg;
+	while (!atomic_load(&pl->stop) && pl->n < 2000) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_port = htons((uint16_t)port),
+					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		static char buf[65536];
+		size_t got = 0;
+		if (fd >= 0 && !connect(fd, (struct sockaddr *)&a, sizeof a)) {
+			const char *req = "GET /api/v1/stats HTTP/1.1\r\nHost: x"
+					  "\r\nConnection: close\r\n\r\n";
+			if (write(fd, req, strlen(req)) > 0) {
+				ssize_t k;
+				while ((k = read(fd, buf + got,
+						 sizeof buf - 1 - got)) > 0)
+					got += (size_t)k;
+			}
+		}
+		if (fd >= 0)
+			close(fd);
+		buf[got] = 0;
+		long r = json_field(buf, "c", "restarts");
+		long d = json_field(buf, "direct", "in");
+		if (r >= 0 && d >= 0) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			pl->t[pl->n] = (uint64_t)ts.tv_sec * 1000000000u +
+				       (uint64_t)ts.tv_nsec;
+			pl->restarts[pl->n] = (uint64_t)r;
+			pl->direct[pl->n++] = (uint64_t)d;
+		}
+		usleep(20000);
+	}
+	return NULL;
+}
+
+static void flow_during_restart(void)
+{
+	char yaml[1400];
+	port = free_port();
+	CHECK(port > 0);
+	snprintf(yaml, sizeof yaml,
+		 "graph: iso3\n"
+		 "settings: { store: %s/store3, introspect: "
+		 "'http://127.0.0.1:%d' }\n"
+		 "nodes:\n"
+		 "  src: { type: gen, params: { count: 30000, payload: 16, "
+		 "rate_hz: 10000 } }\n"
+		 "  c: { type: crasher, isolate: process, params: { crash_at: "
+		 "3000, marker: %s/crashed3, restore_ms: 600 } }\n"
+		 "  viac: { type: sink }\n"
+		 "  direct: { type: sink, params: { expect: 30000 } }\n"
+		 "edges:\n"
+		 "  - { from: src.out, to: c.in, policy: drop_oldest, "
+		 "capacity: 1MiB }\n"
+		 "  - { from: src.out, to: direct.in }\n"
+		 "  - { from: c.out, to: viac.in }\n", dir, port, dir);
+	tlcm_graph_t *g = load(yaml);
+	poller_t *pl = calloc(1, sizeof *pl);
+	pthread_t th;
+	pthread_create(&th, NULL, poll_stats, pl);
+	tlcm_run_opts_t o = {.quiet = true};
+	tlcm_run_result_t res;
+	CHECK_INT(tlcm_graph_run(g, &o, &res), 0);
+	atomic_store(&pl->stop, true);
+	pthread_join(th, NULL);
+	CHECK_UINT(res.nodes[1].restarts, 1);
+	/* while the new child sleeps 600 ms in restore, the direct sink must
+	 * keep receiving: compare its count over the samples taken in the
+	 * first 400 ms after the restart was counted */
+	uint64_t t_restart = 0, lo = UINT64_MAX, hi = 0;
+	for (size_t i = 0; i < pl->n; i++) {
+		if (pl->restarts[i] == 0)
+			continue;
+		if (!t_restart)
+			t_restart = pl->t[i];
+		if (pl->t[i] - t_restart > 400000000u)
+			break;
+		lo = pl->direct[i] < lo ? pl->direct[i] : lo;
+		hi = pl->direct[i] > hi ? pl->direct[i] : hi;
+	}
+	CHECK(t_restart != 0);
+	CHECK(hi > lo && lo != UINT64_MAX);
+	fprintf(stderr, "during the restart the direct sink went from %llu to "
+		"%llu messages (%zu samples)\n", (unsigned long long)lo,
+		(unsigned long long)hi, pl->n);
+	free(pl);
+	tlcm_run_result_fini(&res);
+	tlcm_graph_free(g);
+}
+
 static void crash_always(void)
 {
 	char yaml[1024];
@@ -221,6 +360,7 @@ int main(void)
 	tlcm_builtin_nodes(&reg);
 	tlcm_registry_add(&reg, &crasher_type);
 	crash_once();
+	flow_during_restart();
 	crash_always();
 	tlcm_registry_fini(&reg);
 	char cmd[128];
