@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "engine/graph.h"
@@ -327,24 +328,65 @@ static void flow_during_restart(void)
 	tlcm_graph_free(g);
 }
 
+/* GET path on the test port; the status code, the body in buf. */
+static int http_get(const char *path, char *buf, size_t len)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	size_t got = 0;
+	if (fd >= 0 && !connect(fd, (struct sockaddr *)&a, sizeof a)) {
+		char req[200];
+		int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x"
+				 "\r\nConnection: close\r\n\r\n", path);
+		if (write(fd, req, (size_t)n) == n) {
+			ssize_t k;
+			while ((k = read(fd, buf + got, len - 1 - got)) > 0)
+				got += (size_t)k;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	buf[got] = 0;
+	return got > 12 ? atoi(buf + 9) : 0;
+}
+
 static void crash_always(void)
 {
 	char yaml[1024];
+	port = free_port();
 	snprintf(yaml, sizeof yaml,
 		 "graph: iso2\n"
-		 "settings: { introspect: 'off' }\n"
+		 "settings: { introspect: 'http://127.0.0.1:%d' }\n"
 		 "nodes:\n"
-		 "  src: { type: gen, params: { count: 2000, payload: 8 } }\n"
+		 "  src: { type: gen, params: { count: 3000, payload: 8, "
+		 "rate_hz: 2000 } }\n"
 		 "  c: { type: crasher, isolate: process, params: { crash_at: "
 		 "10 } }\n"
 		 "  sink: { type: sink }\n"
 		 "edges:\n"
 		 "  - { from: src.out, to: c.in }\n"
-		 "  - { from: c.out, to: sink.in }\n");
+		 "  - { from: c.out, to: sink.in }\n", port);
 	tlcm_graph_t *g = load(yaml);
-	tlcm_run_opts_t o = {.quiet = true, .headless = true};
+	tlcm_run_opts_t o = {.quiet = true};
 	tlcm_run_result_t res;
+	/* the graph keeps running after giving up on c: health says so */
+	pid_t pid = fork();
+	if (pid == 0) {
+		static char buf[8192];
+		for (int i = 0; i < 200; i++) {
+			usleep(10000);
+			if (http_get("/api/v1/health", buf, sizeof buf) == 503 &&
+			    strstr(buf, "kept crashing"))
+				_exit(0);
+		}
+		_exit(1);
+	}
 	CHECK_INT(tlcm_graph_run(g, &o, &res), TLCM_EIO);
+	int st;
+	waitpid(pid, &st, 0);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0); /* saw 503 + reason */
 	CHECK_CONTAINS(res.why, "node 'c' (type crasher) kept crashing");
 	CHECK_UINT(res.nodes[1].restarts, 5);
 	tlcm_run_result_fini(&res);
