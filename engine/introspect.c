@@ -4,6 +4,8 @@
  * pages; bodies come from the provider callbacks.
  */
 #include <nng/nng.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <nng/supplemental/http/http.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,9 @@ struct tlcm_introspect {
 	nng_http_server *srv;
 	nng_http_handler *h;
 	tlcm_introspect_ops_t ops;
+	/* stop() must not return while a handler still reads the graph */
+	atomic_bool closing;
+	atomic_int busy;
 };
 
 static char *error_body(int status, const char *msg, const char *detail)
@@ -58,11 +63,28 @@ static void reply(nng_aio *aio, int status, const char *type, char *body)
 	nng_aio_finish(aio, 0);
 }
 
+static void handle_request(tlcm_introspect_t *in, nng_aio *aio,
+			   nng_http_req *req);
+
 static void handle(nng_aio *aio)
 {
 	nng_http_req *req = nng_aio_get_input(aio, 0);
 	nng_http_handler *h = nng_aio_get_input(aio, 1);
 	tlcm_introspect_t *in = nng_http_handler_get_data(h);
+	atomic_fetch_add(&in->busy, 1);
+	if (atomic_load(&in->closing)) {
+		reply(aio, 503, "application/json",
+		      error_body(503, "the graph is shutting down", NULL));
+		atomic_fetch_sub(&in->busy, 1);
+		return;
+	}
+	handle_request(in, aio, req);
+	atomic_fetch_sub(&in->busy, 1);
+}
+
+static void handle_request(tlcm_introspect_t *in, nng_aio *aio,
+			   nng_http_req *req)
+{
 	const char *method = nng_http_req_get_method(req);
 	char uri[512];
 	snprintf(uri, sizeof uri, "%s", nng_http_req_get_uri(req));
@@ -166,6 +188,9 @@ void tlcm_introspect_stop(tlcm_introspect_t *in)
 {
 	if (!in)
 		return;
+	atomic_store(&in->closing, true);
+	while (atomic_load(&in->busy)) /* a request in progress finishes */
+		usleep(1000);
 	nng_http_server_stop(in->srv);
 	nng_http_server_release(in->srv);
 	free(in);
