@@ -1104,11 +1104,13 @@ static void *supervise(void *arg)
 				    "pipe: %s", c->g->id, strerror(errno));
 			break;
 		}
+		tlcm_fork_lock(true);
 		pid_t pid = fork();
 		if (pid == 0) {
 			close(pfd[0]);
 			child_main(c, pfd[1], snap, slen);
 		}
+		tlcm_fork_unlock();
 		free(snap);
 		close(pfd[1]);
 		if (pid < 0) {
