@@ -214,6 +214,10 @@ static int proc_wait(pid_t pid, uint64_t t0, proc_t *p, const char *what)
 #define INTROSPECT_URL "http://127.0.0.1:18790"
 #define SCRAPE_MS 100
 
+/* Set when a run with introspection got no answer from the endpoint: its
+ * figure would not show the endpoint's cost, so the line is left out. */
+static bool scrape_missed;
+
 typedef struct {
 	atomic_bool stop;
 	unsigned ok;
@@ -232,11 +236,12 @@ static bool scrape(const char *path)
 				 "localhost\r\nConnection: close\r\n\r\n",
 				 path);
 		if (write(fd, req, (size_t)n) == n) {
-			ssize_t k, total = 0;
-			while ((k = read(fd, buf, sizeof buf)) > 0)
-				total += k;
-			(void)total;
-			ok = !strncmp(buf, "HTTP/1.1 200", 12);
+			/* the status line is in the first chunk; drain the rest */
+			ssize_t k = read(fd, buf, sizeof buf - 1);
+			ok = k >= 12 && !strncmp(buf, "HTTP/1.1 200", 12);
+			char sink[4096];
+			while (k > 0 && (k = read(fd, sink, sizeof sink)) > 0)
+				;
 		}
 	}
 	if (fd >= 0)
@@ -287,11 +292,8 @@ static int run_graph(hop_t *h, size_t count, bool idle, double duration,
 	if (scraping) {
 		atomic_store(&sc.stop, true);
 		pthread_join(st, NULL);
-		if (!sc.ok) {
-			fprintf(stderr, "hop: the introspection endpoint did "
-				"not answer (port 18790 taken?)\n");
-			rc = rc ? rc : -1;
-		}
+		if (!sc.ok) /* too short a run, or the port taken */
+			scrape_missed = true;
 	}
 	if (rc)
 		fprintf(stderr, "hop: graph failed: %s\n",
@@ -580,8 +582,14 @@ report:;
 		     median(tput, runs), n, runs, &b, gst);
 	/* the same graph serving introspection, scraped every 100 ms */
 	bench_base_t hb = {"headless", median(tput, runs)};
-	bench_report("hop", "gen_tee3_sink_64B_introspect", "msgs_per_s",
-		     median(tput_i, runs), n, runs, &hb, 1);
+	if (scrape_missed)
+		fprintf(stderr, "hop: the introspection endpoint answered no "
+			"scrape in some run (run too short, or port 18790 "
+			"taken): introspect case left out\n");
+	else
+		bench_report("hop", "gen_tee3_sink_64B_introspect",
+			     "msgs_per_s", median(tput_i, runs), n, runs, &hb,
+			     1);
 	b.value = gst ? median(g_hop, runs) : 0;
 	bench_report("hop", "gen_tee3_sink_64B_ns_per_hop", "ns",
 		     median(hop_ns, runs), n, runs, &b, gst);

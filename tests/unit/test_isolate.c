@@ -67,8 +67,6 @@ static int crasher_snapshot(tlcm_ctx_t *ctx, void *st, tlcm_fbb_t *b)
 		       ? 0 : tlcm_fbb_error(b);
 }
 
-static uint64_t restored_n;
-
 static int crasher_restore(tlcm_ctx_t *ctx, void *st, const void *d,
 			   size_t len)
 {
@@ -77,7 +75,6 @@ static int crasher_restore(tlcm_ctx_t *ctx, void *st, const void *d,
 	if (tlcm_TestState_verify_as_root(d, len, &why))
 		return TLCM_EBADMSG;
 	c->n = tlcm_TestState_count(tlcm_TestState_as_root(d));
-	restored_n = c->n;
 	usleep((useconds_t)tlcm_param_int(ctx, "restore_ms") * 1000);
 	return 0;
 }
@@ -408,6 +405,5 @@ int main(void)
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	CHECK_INT(system(cmd), 0);
-	(void)restored_n;
 	return tlcm_test_done();
 }
