@@ -4,7 +4,6 @@
  * pages; bodies come from the provider callbacks.
  */
 #include <nng/nng.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
 #include <nng/supplemental/http/http.h>
@@ -14,21 +13,6 @@
 
 #include "engine/introspect.h"
 #include "engine/log.h"
-
-static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_INITIALIZER;
-
-void tlcm_fork_lock(bool exclusive)
-{
-	if (exclusive)
-		pthread_rwlock_wrlock(&fork_lock);
-	else
-		pthread_rwlock_rdlock(&fork_lock);
-}
-
-void tlcm_fork_unlock(void)
-{
-	pthread_rwlock_unlock(&fork_lock);
-}
 
 struct tlcm_introspect {
 	nng_http_server *srv;
@@ -94,9 +78,7 @@ static void handle(nng_aio *aio)
 		atomic_fetch_sub(&in->busy, 1);
 		return;
 	}
-	tlcm_fork_lock(false);
 	handle_request(in, aio, req);
-	tlcm_fork_unlock();
 	atomic_fetch_sub(&in->busy, 1);
 }
 

@@ -38,11 +38,4 @@ void tlcm_introspect_stop(tlcm_introspect_t *in);
 
 #define TLCM_INTROSPECT_DEFAULT "http://127.0.0.1:8710"
 
-/* Engine singleton: request handlers hold it shared; the supervisor of
- * isolated nodes holds it exclusively around fork(), so no handler is in
- * the middle of an allocation when a child is made (sanitizer allocators
- * are not fork-safe). */
-void tlcm_fork_lock(bool exclusive);
-void tlcm_fork_unlock(void);
-
 #endif

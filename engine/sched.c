@@ -18,6 +18,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/resource.h>
 #include <pthread.h>
@@ -93,7 +95,10 @@ struct tlcm_ctx {
 	/* isolate: process */
 	bool isolated;
 	pthread_t supervisor;
-	_Atomic int pid;
+	_Atomic int pid;  /* the node's current process, 0 between lives */
+	int zygote_pid;   /* forks the node's processes, see zygote_main */
+	int zygote_fd;    /* our end of the stream socket to it */
+	int snap_fd;      /* read end of the pipe its processes snapshot to */
 	/* own thread */
 	bool own;
 	pthread_t thread;
@@ -939,7 +944,8 @@ static void child_on_term(int sig)
  * inputs are released, so a crash loses nothing: unreleased input comes
  * again to the next child (at least once; the batch in flight may be seen
  * twice downstream). */
-static void child_main(tlcm_ctx_t *c, int fd, const void *snap, size_t slen)
+static _Noreturn void child_main(tlcm_ctx_t *c, int fd, const void *snap,
+				  size_t slen)
 {
 	child_mode = true;
 	child_snap_fd = fd;
@@ -1047,109 +1053,334 @@ static void doorbell(tlcm_ctx_t *c)
 				wake(c->out[p].dst[i]);
 }
 
-/* Read snapshot frames from the child; false at end of file. */
-static bool read_snapshots(tlcm_ctx_t *c, int fd, uint8_t **buf, size_t *len,
-			   size_t *cap)
+/* ---- zygotes --------------------------------------------------------------
+ *
+ * An isolated node's processes are not forked from the graph process,
+ * which by then runs workers, RocksDB and NNG threads: a child forked while
+ * another thread holds an allocator lock can deadlock (sanitizer
+ * allocators are not fork-safe at all). Instead, before any thread starts,
+ * each isolated node gets a zygote: a single-threaded copy of the set-up
+ * graph whose only job is to fork that node's processes on request and
+ * report how they end. Commands on the stream socket, one byte each:
+ *
+ *   parent -> zygote   'S' u32 len, len bytes   start a process with this
+ *                                               snapshot (len 0: none)
+ *                      'T' / 'K'                SIGTERM / SIGKILL it
+ *                      end of file              kill it, exit
+ *   zygote -> parent   'P' i32 pid              started
+ *                      'E' i32 errno            fork failed
+ *                      'X' i32 wait status      it ended (reaped)
+ *
+ * The zygote signals only its own unreaped child, so a recycled pid is
+ * never hit. Snapshots go from the node's process straight to the parent
+ * over a pipe made before the zygote; the zygote holds the write end. */
+
+static bool read_full(int fd, void *p, size_t n)
 {
-	uint8_t tmp[65536];
-	ssize_t k = read(fd, tmp, sizeof tmp);
-	if (k <= 0)
-		return k < 0 && errno == EINTR;
-	if (*len + (size_t)k > *cap) {
-		size_t nc = (*len + (size_t)k) * 2;
-		uint8_t *nb = realloc(*buf, nc);
-		if (!nb)
+	uint8_t *b = p;
+	while (n) {
+		ssize_t k = read(fd, b, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
 			return false;
-		*buf = nb;
-		*cap = nc;
+		b += k;
+		n -= (size_t)k;
 	}
-	memcpy(*buf + *len, tmp, (size_t)k);
-	*len += (size_t)k;
-	size_t off = 0;
-	while (*len - off >= 4) {
-		uint32_t n;
-		memcpy(&n, *buf + off, 4);
-		if (*len - off - 4 < n)
-			break;
-		if (c->s->store && tlcm_store_snapshot(c->s->store, c->g->id,
-						       *buf + off + 4, n,
-						       "child", NULL))
-			tlcm_error(c->g->id, "cannot store the child's "
-				   "snapshot");
-		off += 4 + n;
-	}
-	memmove(*buf, *buf + off, *len - off);
-	*len -= off;
 	return true;
 }
 
-/* One thread per isolated node: fork the child, store its snapshots, wake
- * its consumers, restart it when it dies (at most RESTART_LIMIT times a
- * minute), and mark the node finished when it ends. */
+static bool write_full(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	while (n) {
+		ssize_t k = write(fd, b, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return false;
+		b += k;
+		n -= (size_t)k;
+	}
+	return true;
+}
+
+static bool send_word(int fd, char tag, int32_t v)
+{
+	uint8_t m[5] = {(uint8_t)tag};
+	memcpy(m + 1, &v, 4);
+	return write_full(fd, m, sizeof m);
+}
+
+static bool recv_word(int fd, char *tag, int32_t *v)
+{
+	uint8_t m[5];
+	if (!read_full(fd, m, sizeof m))
+		return false;
+	*tag = (char)m[0];
+	memcpy(v, m + 1, 4);
+	return true;
+}
+
+static _Noreturn void zygote_main(tlcm_ctx_t *c, int fd, pid_t graph)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != graph)
+		_exit(0); /* the graph process is already gone */
+	signal(SIGINT, SIG_IGN); /* a terminal's ^C is the graph's to handle */
+	signal(SIGTERM, SIG_IGN);
+	pid_t child = 0;
+	for (;;) {
+		struct pollfd pf = {fd, POLLIN, 0};
+		int ready = poll(&pf, 1, child ? 10 : -1);
+		int st;
+		if (child && waitpid(child, &st, WNOHANG) == child) {
+			child = 0;
+			if (!send_word(fd, 'X', st))
+				_exit(0);
+		}
+		if (ready <= 0)
+			continue;
+		uint8_t cmd;
+		if (!read_full(fd, &cmd, 1)) { /* the graph is done with us */
+			if (child) {
+				kill(child, SIGKILL);
+				waitpid(child, &st, 0);
+			}
+			_exit(0);
+		}
+		if (cmd == 'T' || cmd == 'K') {
+			if (child)
+				kill(child, cmd == 'T' ? SIGTERM : SIGKILL);
+			continue;
+		}
+		uint32_t len;
+		if (cmd != 'S' || child || !read_full(fd, &len, 4))
+			_exit(3); /* protocol error: the supervisor sees EOF */
+		void *snap = len ? malloc(len) : NULL;
+		if ((len && !snap) || (len && !read_full(fd, snap, len)))
+			_exit(3);
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(fd);
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			child_main(c, child_snap_fd, snap, len);
+		}
+		int err = errno;
+		free(snap);
+		if (pid > 0)
+			child = pid;
+		if (!send_word(fd, pid > 0 ? 'P' : 'E', pid > 0 ? pid : err))
+			_exit(0);
+	}
+}
+
+/* Start every isolated node's zygote. Called before the graph process
+ * starts any thread. */
+static int zygotes_start(sched_t *s, char *why, size_t cap)
+{
+	pid_t graph = getpid();
+	for (size_t i = 0; i < s->n; i++) {
+		tlcm_ctx_t *c = &s->nodes[i];
+		if (!c->isolated)
+			continue;
+		int sv[2], pfd[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+			snprintf(why, cap, "node '%s': socketpair: %s",
+				 c->g->id, strerror(errno));
+			return TLCM_EIO;
+		}
+		if (pipe2(pfd, O_CLOEXEC)) {
+			snprintf(why, cap, "node '%s': pipe: %s", c->g->id,
+				 strerror(errno));
+			close(sv[0]);
+			close(sv[1]);
+			return TLCM_EIO;
+		}
+		fflush(NULL);
+		pid_t pid = fork();
+		if (pid == 0) {
+			/* nothing of the other zygotes may stay open here, or
+			 * they would not see the graph hang up */
+			for (size_t j = 0; j < i; j++)
+				if (s->nodes[j].isolated) {
+					close(s->nodes[j].zygote_fd);
+					close(s->nodes[j].snap_fd);
+				}
+			close(sv[0]);
+			close(pfd[0]);
+			child_snap_fd = pfd[1];
+			zygote_main(c, sv[1], graph);
+		}
+		int err = errno;
+		close(sv[1]);
+		close(pfd[1]);
+		if (pid < 0) {
+			close(sv[0]);
+			close(pfd[0]);
+			snprintf(why, cap, "node '%s': fork: %s", c->g->id,
+				 strerror(err));
+			return TLCM_EIO;
+		}
+		fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+		c->zygote_pid = pid;
+		c->zygote_fd = sv[0];
+		c->snap_fd = pfd[0];
+	}
+	return 0;
+}
+
+/* Hang up on the zygotes (they kill what still runs) and reap them. */
+static void zygotes_stop(sched_t *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		tlcm_ctx_t *c = &s->nodes[i];
+		if (!c->zygote_pid)
+			continue;
+		close(c->zygote_fd);
+		close(c->snap_fd);
+		while (waitpid(c->zygote_pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		c->zygote_pid = 0;
+	}
+}
+
+/* Take the snapshot frames that arrived; false when the pipe failed. */
+static bool read_snapshots(tlcm_ctx_t *c, uint8_t **buf, size_t *len,
+			   size_t *cap)
+{
+	for (;;) {
+		if (*cap - *len < 65536) {
+			size_t nc = *cap ? *cap * 2 : 131072;
+			uint8_t *nb = realloc(*buf, nc);
+			if (!nb)
+				return false;
+			*buf = nb;
+			*cap = nc;
+		}
+		ssize_t k = read(c->snap_fd, *buf + *len, *cap - *len);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN)
+			return true;
+		if (k <= 0)
+			return false;
+		*len += (size_t)k;
+		size_t off = 0;
+		while (*len - off >= 4) {
+			uint32_t n;
+			memcpy(&n, *buf + off, 4);
+			if (*len - off - 4 < n)
+				break;
+			if (c->s->store &&
+			    tlcm_store_snapshot(c->s->store, c->g->id,
+						*buf + off + 4, n, "child", NULL))
+				tlcm_error(c->g->id, "cannot store the child's "
+					   "snapshot");
+			off += 4 + n;
+		}
+		memmove(*buf, *buf + off, *len - off);
+		*len -= off;
+	}
+}
+
+/* Ask the zygote for a process; its pid, or -1 (failure set). */
+static pid_t spawn(tlcm_ctx_t *c)
+{
+	sched_t *s = c->s;
+	void *snap = NULL;
+	size_t slen = 0;
+	if (s->store && c->t->restore)
+		tlcm_store_load(s->store, c->g->id, 0, &snap, &slen, NULL);
+	uint8_t head[5] = {'S'};
+	uint32_t n = (uint32_t)slen;
+	memcpy(head + 1, &n, 4);
+	bool ok = write_full(c->zygote_fd, head, 5) &&
+		  write_full(c->zygote_fd, snap, slen);
+	free(snap);
+	char tag = 0;
+	int32_t v = 0;
+	if (!ok || !recv_word(c->zygote_fd, &tag, &v) ||
+	    (tag != 'P' && tag != 'E')) {
+		set_failure(s, TLCM_EIO, "node '%s': its zygote process is "
+			    "gone", c->g->id);
+		return -1;
+	}
+	if (tag == 'E') {
+		set_failure(s, TLCM_EIO, "node '%s': fork: %s", c->g->id,
+			    strerror(v));
+		return -1;
+	}
+	tlcm_info(c->g->id, "running in process %d%s", (int)v,
+		  slen ? " (state restored)" : "");
+	return v;
+}
+
+/* One thread per isolated node: start its process, store its snapshots,
+ * wake its consumers, restart it when it dies (at most RESTART_LIMIT
+ * times a minute), and mark the node finished when it ends. */
 static void *supervise(void *arg)
 {
 	tlcm_ctx_t *c = arg;
 	sched_t *s = c->s;
 	uint64_t window = tlcm_now_ns();
 	unsigned in_window = 0;
+	uint8_t *buf = NULL;
+	size_t len = 0, cap = 0;
+	bool given_up = true; /* until it ends well or the graph exits */
 	for (;;) {
-		void *snap = NULL;
-		size_t slen = 0;
-		if (s->store && c->t->restore)
-			tlcm_store_load(s->store, c->g->id, 0, &snap, &slen,
-					NULL);
-		int pfd[2];
-		if (pipe2(pfd, O_CLOEXEC)) {
-			set_failure(s, TLCM_EIO, "node '%s': cannot create a "
-				    "pipe: %s", c->g->id, strerror(errno));
+		pid_t pid = spawn(c);
+		if (pid < 0)
 			break;
-		}
-		tlcm_fork_lock(true);
-		pid_t pid = fork();
-		if (pid == 0) {
-			close(pfd[0]);
-			child_main(c, pfd[1], snap, slen);
-		}
-		tlcm_fork_unlock();
-		free(snap);
-		close(pfd[1]);
-		if (pid < 0) {
-			close(pfd[0]);
-			set_failure(s, TLCM_EIO, "node '%s': fork: %s", c->g->id,
-				    strerror(errno));
-			break;
-		}
 		atomic_store(&c->pid, pid);
-		tlcm_info(c->g->id, "running in process %d%s", (int)pid,
-			  slen ? " (state restored)" : "");
-		uint8_t *buf = NULL;
-		size_t len = 0, cap = 0;
-		bool termed = false, open = true;
-		while (open) {
-			struct pollfd pf = {pfd[0], POLLIN, 0};
-			if (poll(&pf, 1, 10) > 0)
-				open = read_snapshots(c, pfd[0], &buf, &len,
-						      &cap);
+		bool signalled = false, ended = false, lost = false;
+		int32_t st = 0;
+		while (!ended && !lost) {
+			struct pollfd pf[2] = {{c->zygote_fd, POLLIN, 0},
+					       {c->snap_fd, POLLIN, 0}};
+			if (poll(pf, 2, 10) > 0) {
+				if (pf[1].revents &&
+				    !read_snapshots(c, &buf, &len, &cap))
+					lost = true;
+				char tag;
+				if (pf[0].revents) {
+					if (recv_word(c->zygote_fd, &tag, &st) &&
+					    tag == 'X')
+						ended = true;
+					else
+						lost = true;
+				}
+			}
 			doorbell(c);
-			if (atomic_load(&s->exiting)) {
-				kill(pid, SIGKILL);
-				termed = true;
-			} else if (!termed && source(c) &&
-				   atomic_load(&s->stopping)) {
-				kill(pid, SIGTERM);
-				termed = true;
+			const char *cmd = NULL;
+			if (atomic_load(&s->exiting))
+				cmd = "K";
+			else if (!signalled && source(c) &&
+				 atomic_load(&s->stopping))
+				cmd = "T";
+			if (cmd && !signalled) {
+				signalled = true;
+				if (!write_full(c->zygote_fd, cmd, 1))
+					lost = true;
 			}
 		}
-		free(buf);
-		close(pfd[0]);
-		int st = 0;
-		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-			;
+		/* all it wrote is in the pipe now; a frame cut short by its
+		 * death is dropped, its predecessor stays the latest */
+		if (!lost && !read_snapshots(c, &buf, &len, &cap))
+			lost = true;
+		len = 0;
+		atomic_store(&c->pid, 0);
 		doorbell(c);
-		if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		if (lost) {
+			set_failure(s, TLCM_EIO, "node '%s': its zygote process "
+				    "is gone", c->g->id);
 			break;
-		if (atomic_load(&s->exiting))
+		}
+		if ((WIFEXITED(st) && WEXITSTATUS(st) == 0) ||
+		    atomic_load(&s->exiting)) {
+			given_up = false;
 			break;
+		}
 		BUMP(c->st.errors, 1);
 		atomic_store(&c->last_error, "child process died");
 		if (WIFSIGNALED(st))
@@ -1170,16 +1401,21 @@ static void *supervise(void *arg)
 				    "crashing in its process; stopped after %d "
 				    "restarts", c->g->id, c->t->name,
 				    RESTART_LIMIT);
-			for (size_t p = 0; p < c->nout; p++)
-				for (size_t i = 0; i < c->out[p].n; i++)
-					tlcm_ring_close(c->out[p].rings[i]);
-			for (size_t i = 0; i < c->nin; i++)
-				tlcm_ring_detach(c->in[i].ring);
-			doorbell(c);
 			break;
 		}
 		BUMP(c->st.restarts, 1);
 		tlcm_warn(c->g->id, "restarting from its last snapshot");
+	}
+	free(buf);
+	if (given_up) {
+		/* given up: the graph runs on without this node; its
+		 * consumers see end of stream, its producers stop waiting */
+		for (size_t p = 0; p < c->nout; p++)
+			for (size_t i = 0; i < c->out[p].n; i++)
+				tlcm_ring_close(c->out[p].rings[i]);
+		for (size_t i = 0; i < c->nin; i++)
+			tlcm_ring_detach(c->in[i].ring);
+		doorbell(c);
 	}
 	mark_finished(c);
 	return NULL;
@@ -1810,6 +2046,9 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 	if (!s)
 		return TLCM_ENOMEM;
 	int rc = setup(s, g);
+	/* before any thread of ours exists: see zygote_main */
+	if (!rc)
+		rc = zygotes_start(s, res->why, sizeof res->why);
 	if (!rc && g->store) {
 		tlcm_store_opts_t so = {.sync = (tlcm_sync_t)g->sync,
 					.sync_interval = g->sync_interval,
@@ -1847,6 +2086,7 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 				s->nodes[i].t->fini(&s->nodes[i],
 						    s->nodes[i].state);
 		res->status = rc;
+		zygotes_stop(s);
 		tlcm_store_close(s->store);
 		teardown(s);
 		free(s);
@@ -1951,6 +2191,7 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 	for (size_t i = 0; i < s->n; i++)
 		if (s->nodes[i].isolated)
 			pthread_join(s->nodes[i].supervisor, NULL);
+	zygotes_stop(s);
 	tlcm_introspect_stop(s->introspect);
 	if (o && o->handle_signals) {
 		sigaction(SIGINT, &old_int, NULL);

@@ -3,10 +3,13 @@
  * supervisor restarts it from its last snapshot in a new process while the
  * rest of the graph keeps running, and no message on a block edge is lost
  * (the batch in flight may arrive twice). A node that keeps crashing is
- * stopped after the restart limit and the graph reports it.
+ * stopped after the restart limit and the graph reports it. The node's
+ * processes come from a zygote; neither outlives the graph, and a dead
+ * zygote stops the graph with a reason.
  */
 #define _GNU_SOURCE
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,7 +37,25 @@ static const tlcm_param_desc_t crasher_params[] = {
 	 "(created before dying); empty: every time", 0, 0, NULL, 0},
 	{"restore_ms", TLCM_P_INT, "0", "sleep this long when restoring (a "
 	 "slow restart)", 0, 10000, NULL, 0},
+	{"pidfile", TLCM_P_PATH, "", "write the process id here on start",
+	 0, 0, NULL, 0},
 	{0}};
+
+static int crasher_init(tlcm_ctx_t *ctx, void *st)
+{
+	(void)st;
+	const char *path = tlcm_param_str(ctx, "pidfile");
+	if (!*path)
+		return 0;
+	char tmp[160];
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return TLCM_EIO;
+	fprintf(f, "%d\n", (int)getpid());
+	fclose(f);
+	return rename(tmp, path) ? TLCM_EIO : 0;
+}
 
 static int crasher_process(tlcm_ctx_t *ctx, void *st, int port,
 			   const tlcm_msg_t *m)
@@ -82,7 +103,8 @@ static int crasher_restore(tlcm_ctx_t *ctx, void *st, const void *d,
 static const tlcm_node_type_t crasher_type = {
 	.name = "crasher", .doc = "forwards; dies once at crash_at",
 	.inputs = any_in, .outputs = any_out, .params = crasher_params,
-	.state_size = sizeof(crasher_t), .process = crasher_process,
+	.state_size = sizeof(crasher_t), .init = crasher_init,
+	.process = crasher_process,
 	.snapshot = crasher_snapshot, .restore = crasher_restore};
 
 static tlcm_registry_t reg;
@@ -390,14 +412,153 @@ static void crash_always(void)
 	tlcm_graph_free(g);
 }
 
+/* ---- the processes around an isolated node never outlive the graph ---- */
+
+/* Wait up to 10 s for the pid file; the node's pid or 0. */
+static pid_t wait_pidfile(const char *path)
+{
+	for (int i = 0; i < 1000; i++) {
+		FILE *f = fopen(path, "r");
+		int pid = 0;
+		if (f) {
+			if (fscanf(f, "%d", &pid) != 1)
+				pid = 0;
+			fclose(f);
+		}
+		if (pid > 0)
+			return pid;
+		usleep(10000);
+	}
+	return 0;
+}
+
+/* The parent of a process, from /proc; 0 if unknown. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+	int ppid = 0;
+	if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
+		return 0;
+	return ppid;
+}
+
+/* We are the subreaper, so the orphans come to us: true when pid ended by
+ * SIGKILL within 10 s. */
+static bool reaped_killed(pid_t pid)
+{
+	for (int i = 0; i < 1000; i++) {
+		int st;
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			return WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
+		if (r < 0)
+			return false;
+		usleep(10000);
+	}
+	return false;
+}
+
+static const char *pid_graph(char *yaml, size_t cap, const char *pidfile)
+{
+	snprintf(yaml, cap,
+		 "graph: iso3\n"
+		 "settings: { introspect: 'off' }\n"
+		 "nodes:\n"
+		 "  src: { type: gen, params: { payload: 8, rate_hz: 1000 } }\n"
+		 "  c: { type: crasher, isolate: process, params: { crash_at: "
+		 "0, pidfile: %s } }\n"
+		 "  sink: { type: sink }\n"
+		 "edges:\n"
+		 "  - { from: src.out, to: c.in }\n"
+		 "  - { from: c.out, to: sink.in }\n", pidfile);
+	return yaml;
+}
+
+static char zyg_pidfile[128];
+
+static void *kill_zygote(void *arg)
+{
+	pid_t *out = arg;
+	out[0] = wait_pidfile(zyg_pidfile);
+	out[1] = out[0] ? parent_of(out[0]) : 0;
+	if (out[1] > 0 && out[1] != getpid())
+		kill(out[1], SIGKILL);
+	return NULL;
+}
+
+/* The zygote dies: the node's process goes with it, the node is given
+ * up (no restart can come) and the graph runs on and ends with a reason. */
+static void zygote_killed(void)
+{
+	char yaml[1024];
+	snprintf(zyg_pidfile, sizeof zyg_pidfile, "%s/zyg.pid", dir);
+	unlink(zyg_pidfile);
+	tlcm_graph_t *g = load(pid_graph(yaml, sizeof yaml, zyg_pidfile));
+	tlcm_run_opts_t o = {.quiet = true, .headless = true,
+			     .duration_s = 2};
+	tlcm_run_result_t res;
+	pid_t pids[2] = {0, 0};
+	pthread_t t;
+	pthread_create(&t, NULL, kill_zygote, pids);
+	CHECK_INT(tlcm_graph_run(g, &o, &res), TLCM_EIO);
+	pthread_join(t, NULL);
+	CHECK(pids[0] > 0 && pids[1] > 0 && pids[1] != getpid());
+	CHECK_CONTAINS(res.why, "node 'c': its zygote process is gone");
+	CHECK(pids[0] > 0 && reaped_killed(pids[0]));
+	tlcm_run_result_fini(&res);
+	tlcm_graph_free(g);
+}
+
+/* kill -9 of the graph process takes the zygote and the node's process
+ * with it (parent-death signals), so nothing keeps the rings busy. */
+static void graph_killed(void)
+{
+	char yaml[1024], pidfile[128];
+	snprintf(pidfile, sizeof pidfile, "%s/graph.pid", dir);
+	unlink(pidfile);
+	tlcm_graph_t *g = load(pid_graph(yaml, sizeof yaml, pidfile));
+	pid_t runner = fork();
+	if (runner == 0) {
+		tlcm_run_opts_t o = {.quiet = true, .headless = true};
+		tlcm_run_result_t res;
+		tlcm_graph_run(g, &o, &res);
+		_exit(1); /* runs until killed */
+	}
+	pid_t node = wait_pidfile(pidfile);
+	pid_t zygote = node ? parent_of(node) : 0;
+	CHECK(node > 0 && zygote > 0 && zygote != runner);
+	CHECK(parent_of(zygote) == runner);
+	kill(runner, SIGKILL);
+	int st;
+	CHECK(waitpid(runner, &st, 0) == runner);
+	CHECK(zygote > 0 && reaped_killed(zygote));
+	CHECK(node > 0 && reaped_killed(node));
+	tlcm_graph_free(g);
+}
+
 int main(void)
 {
+	/* orphans of the graphs run here become our children */
+	CHECK_INT(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
 	tlcm_log_level = TLCM_LOG_ERROR;
 	snprintf(dir, sizeof dir, "/tmp/tlcm-iso-test-XXXXXX");
 	if (!mkdtemp(dir))
 		return 1;
 	tlcm_builtin_nodes(&reg);
 	tlcm_registry_add(&reg, &crasher_type);
+	/* first, while this process has no threads: graph_killed forks a
+	 * process that runs a graph, and a fork of a threaded process may
+	 * inherit a held allocator lock (see zygote_main in sched.c) */
+	graph_killed();
+	zygote_killed();
 	crash_once();
 	flow_during_restart();
 	crash_always();
