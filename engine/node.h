@@ -193,6 +193,14 @@ void tlcm_set_tick(tlcm_ctx_t *ctx, uint64_t period_ns);
  * callback: TLCM_ENOTSUP otherwise). */
 int tlcm_snapshot_now(tlcm_ctx_t *ctx, const char *reason);
 
+/* A 64-bit id unique on this device across restarts, never 0 (frame ids,
+ * package ids). With a graph store, ids come from blocks reserved durably
+ * in the store (a crash skips some, never repeats one); without a store,
+ * or in an isolated node's process, from the wall clock (microseconds
+ * << 12, increasing within the process): unique unless the clock goes
+ * back. */
+uint64_t tlcm_unique_id(tlcm_ctx_t *ctx);
+
 /* True once the graph is shutting down: sources should finish. */
 bool tlcm_stopping(const tlcm_ctx_t *ctx);
 
