@@ -20,6 +20,8 @@ static const bench_suite_t suites[] = {
 	 bench_suite_ring},
 	{"hop", "graph hops, memory, idle CPU vs GStreamer", bench_suite_hop},
 	{"store", "snapshots and commits vs fsync'd files", bench_suite_store},
+	{"features", "model runtime (XNNPACK) vs PyTorch, front graph overhead",
+	 bench_suite_features},
 };
 #define NSUITES (sizeof suites / sizeof suites[0])
 

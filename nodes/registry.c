@@ -1,7 +1,11 @@
 /* registry.c — the list of built-in node types (one line per type; each
  * node folder exports one descriptor). */
 #include "nodes/nodes.h"
+#include "nodes/capture/capture_nodes.h"
+#include "nodes/drift/drift_nodes.h"
+#include "nodes/features/features.h"
 #include "nodes/test/test_nodes.h"
+#include "nodes/transform/scaler_pca.h"
 
 static const tlcm_node_type_t *const builtin[] = {
 	&tlcm_node_gen,
@@ -9,6 +13,17 @@ static const tlcm_node_type_t *const builtin[] = {
 	&tlcm_node_tee,
 	&tlcm_node_rate,
 	&tlcm_node_file,
+	&tlcm_node_scaler_pca,
+	&tlcm_node_capture_idx,
+	&tlcm_node_capture_images,
+	&tlcm_node_capture_v4l2,
+	&tlcm_node_features_xnnpack,
+	&tlcm_node_drift_knn_distance,
+	&tlcm_node_drift_confidence,
+	&tlcm_node_drift_page_hinkley,
+	&tlcm_node_drift_adwin,
+	&tlcm_node_drift_kswin,
+	&tlcm_node_drift_prediction_distribution,
 };
 
 int tlcm_builtin_nodes(tlcm_registry_t *r)

@@ -31,6 +31,7 @@ static int cmd_nodes(int argc, char **argv);
 static int cmd_state(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
+int tlcm_cli_model(int argc, char **argv); /* engine/cli/model.c */
 
 static const command_t commands[] = {
 	{"run", "run a graph file",
@@ -76,6 +77,27 @@ static const command_t commands[] = {
 	 "store; check verifies every snapshot's checksum (exit 1 on any\n"
 	 "problem). ls, show and check also work while the graph runs.\n",
 	 cmd_state},
+	{"model", "inspect, run or import a model (.tlm, .tflite)",
+	 "usage: tinylcm model info FILE\n"
+	 "       tinylcm model run FILE [--output NAME]... [--threads N]\n"
+	 "                        [--batch N] (--idx IMAGES [--start N]\n"
+	 "                        [--count N] | --input RAW.f32)\n"
+	 "       tinylcm model import IN.tflite -o OUT.tlm\n"
+	 "\n"
+	 "FILE is a .tlm model or a float32 .tflite one (converted on load).\n"
+	 "info prints the tensors, ops, input and outputs, the parameter\n"
+	 "count and the preprocessing. run feeds inputs through the XNNPACK\n"
+	 "runtime (--threads threads, --batch inputs per run) and prints one\n"
+	 "JSON line per input, {\"index\":I,\"NAME\":[v,...],...} with floats\n"
+	 "as %.9g (null for NaN/inf), for every model output or those named\n"
+	 "by --output. Inputs: --idx, an IDX image file (gzip or plain,\n"
+	 "e.g. Fashion-MNIST's t10k-images-idx3-ubyte.gz) preprocessed with\n"
+	 "the model's scale/mean/std, images --start.. (default 0) for\n"
+	 "--count images (default all); or --input, little-endian float32\n"
+	 "holding K whole input tensors, already preprocessed. import\n"
+	 "converts a .tflite file to .tlm and checks the result loads.\n"
+	 "Exits 1 with a message naming the file, tensor or op on failure.\n",
+	 tlcm_cli_model},
 	{"version", "print the version",
 	 "usage: tinylcm version\n\nPrint the TinyLCM version.\n", cmd_version},
 	{"help", "show help for a command",
