@@ -22,6 +22,8 @@ static const bench_suite_t suites[] = {
 	{"store", "snapshots and commits vs fsync'd files", bench_suite_store},
 	{"features", "model runtime (XNNPACK) vs PyTorch, front graph overhead",
 	 bench_suite_features},
+	{"knn", "KNN index queries/s vs FAISS IndexFlatL2 and numpy",
+	 bench_suite_knn},
 };
 #define NSUITES (sizeof suites / sizeof suites[0])
 

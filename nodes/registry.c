@@ -4,6 +4,7 @@
 #include "nodes/capture/capture_nodes.h"
 #include "nodes/drift/drift_nodes.h"
 #include "nodes/features/features.h"
+#include "nodes/knn/knn.h"
 #include "nodes/test/test_nodes.h"
 #include "nodes/transform/scaler_pca.h"
 
@@ -24,6 +25,7 @@ static const tlcm_node_type_t *const builtin[] = {
 	&tlcm_node_drift_adwin,
 	&tlcm_node_drift_kswin,
 	&tlcm_node_drift_prediction_distribution,
+	&tlcm_node_knn,
 };
 
 int tlcm_builtin_nodes(tlcm_registry_t *r)

@@ -276,6 +276,8 @@ static int read_tensors(conv_t *c)
 			t->nbytes = tflite_Buffer_data_len(fb);
 		}
 		t->constant = t->nbytes > 0;
+		if (!t->constant)
+			t->bytes = NULL;
 		t->ready = t->constant;
 	}
 	return 0;
@@ -350,7 +352,26 @@ static int op_input(conv_t *c, tflite_Operator_table_t op, size_t k,
 	return 0;
 }
 
-/* A float32 activation computed before this operator (or the input). */
+/* A constant's data: float32 and as long as its shape says (converted
+ * constants were made so). */
+static int check_float_data(conv_t *c, int i)
+{
+	const tensor_t *t = &c->tensors[i];
+	int rc;
+	if (t->owned)
+		return 0;
+	if ((rc = check_type(c, i, tflite_TensorType_FLOAT32)))
+		return rc;
+	if (t->nbytes != t->count * 4)
+		return op_fail(c, TLCM_EINVAL,
+			       "%s: its buffer holds %zu bytes, expected %zu "
+			       "(shape %s of float32)",
+			       TL(c, i), t->nbytes, t->count * 4, SHAPE(t));
+	return 0;
+}
+
+/* A float32 activation computed before this operator, the input, or a
+ * constant. */
 static int activation_input(conv_t *c, tflite_Operator_table_t op, size_t k,
 			    int *out)
 {
@@ -358,7 +379,8 @@ static int activation_input(conv_t *c, tflite_Operator_table_t op, size_t k,
 	if (rc)
 		return rc;
 	tensor_t *t = &c->tensors[*out];
-	if (!t->constant && (rc = check_type(c, *out, tflite_TensorType_FLOAT32)))
+	if ((rc = t->constant ? check_float_data(c, *out)
+			      : check_type(c, *out, tflite_TensorType_FLOAT32)))
 		return rc;
 	if (!t->ready)
 		return op_fail(c, TLCM_EINVAL,
@@ -384,7 +406,7 @@ static int const_input(conv_t *c, tflite_Operator_table_t op, size_t k,
 			       "%s must be a constant (weights computed at "
 			       "run time are not supported)",
 			       TL(c, *out));
-	if (!t->owned && (rc = check_type(c, *out, tflite_TensorType_FLOAT32)))
+	if ((rc = check_float_data(c, *out)))
 		return rc;
 	bool ok = t->rank == rank;
 	for (int d = 0; ok && d < rank; d++)
@@ -401,12 +423,6 @@ static int const_input(conv_t *c, tflite_Operator_table_t op, size_t k,
 		return op_fail(c, TLCM_EINVAL, "%s has shape %s, expected %s",
 			       TL(c, *out), SHAPE(t), exp);
 	}
-	if (!t->owned && t->nbytes != t->count * 4)
-		return op_fail(c, TLCM_EINVAL,
-			       "%s: its buffer holds %zu bytes, expected %zu "
-			       "(shape %s of float32)",
-			       TL(c, *out), t->nbytes, t->count * 4,
-			       SHAPE(t));
 	return 0;
 }
 
@@ -1243,7 +1259,7 @@ static tlcm_fbb_ref_t write_tensor(tlcm_fbb_t *b, const tensor_t *t)
 	tlcm_fbb_ref_t data = 0;
 	if (t->owned) {
 		data = tlcm_Tensor_data_create(b, t->owned, t->count);
-	} else if (t->bytes) {
+	} else if (t->constant) {
 		void *p = NULL;
 		data = tlcm_fbb_vec_alloc(b, t->count, 4, 4, &p);
 		if (p)

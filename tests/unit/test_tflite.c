@@ -1115,6 +1115,38 @@ static void test_corrupt_bytes(void)
 	free(tfl);
 }
 
+/* Activations pointing at buffers with an empty data vector (rather than
+ * the sentinel 0) are activations all the same: the same .tlm. */
+static void test_empty_buffers(void)
+{
+	const good_case_t *gc = &good_cases[NGOOD - 1];
+	void *tlm[2] = {NULL, NULL};
+	size_t len[2] = {0, 0};
+	char why[512] = "";
+	for (int k = 0; k < 2; k++) {
+		tfw_t *w = tfw_new();
+		void *tfl = NULL;
+		size_t tfl_len = 0;
+		CHECK(w != NULL);
+		if (!w)
+			return;
+		rng_state = 0x1234;
+		gc->build(w);
+		tfw_set_empty_buffers(w, k == 1);
+		CHECK_INT(tfw_finish(w, &tfl, &tfl_len), 0);
+		tfw_free(w);
+		CHECK_INT(tlcm_tflite_to_tlm(tfl, tfl_len, &tlm[k], &len[k], why,
+					     sizeof why),
+			  0);
+		free(tfl);
+	}
+	CHECK_UINT(len[0], len[1]);
+	CHECK(tlm[0] && tlm[1] && len[0] == len[1] &&
+	      !memcmp(tlm[0], tlm[1], len[0]));
+	free(tlm[0]);
+	free(tlm[1]);
+}
+
 /* An unaligned buffer is copied, not rejected by the verifier. */
 static void test_unaligned(void)
 {
@@ -1224,6 +1256,7 @@ int main(int argc, char **argv)
 	test_names();
 	test_bad();
 	test_corrupt_bytes();
+	test_empty_buffers();
 	test_unaligned();
 	return tlcm_test_done();
 }

@@ -44,6 +44,7 @@ struct tfw {
 	int noutputs;
 	uint32_t version;
 	int subgraphs;
+	bool empty_buffers;
 	bool oom;
 };
 
@@ -212,6 +213,11 @@ void tfw_set_subgraphs(tfw_t *w, int n)
 void tfw_set_extra_inputs(tfw_t *w, int t)
 {
 	w->extra_input = t;
+}
+
+void tfw_set_empty_buffers(tfw_t *w, bool on)
+{
+	w->empty_buffers = on;
 }
 
 /* ---- building ------------------------------------------------------------ */
@@ -398,7 +404,7 @@ int tfw_finish(tfw_t *w, void **buf, size_t *len)
 	if (w->oom)
 		return TLCM_ENOMEM;
 	size_t nt = w->ntensors, no = w->nops;
-	size_t nref = nt + no + 2;
+	size_t nref = 2 * nt + no + 2;
 	tlcm_fbb_ref_t *refs = malloc(nref * sizeof *refs);
 	uint32_t *bufidx = malloc((nt + 1) * sizeof *bufidx);
 	const tfw_op_t **codes = malloc((no + 1) * sizeof *codes);
@@ -412,16 +418,19 @@ int tfw_finish(tfw_t *w, void **buf, size_t *len)
 		return TLCM_ENOMEM;
 	}
 
-	/* buffers: 0 is the empty sentinel, then one per constant */
+	/* buffers: 0 is the empty sentinel, then one per constant (and
+	 * per activation with empty_buffers) */
 	size_t nbuf = 0;
 	tflite_Buffer_start(&b);
 	refs[nbuf++] = tflite_Buffer_end(&b);
 	for (size_t i = 0; i < nt; i++) {
 		const tfw_tensor_t *t = &w->tensors[i];
 		bufidx[i] = 0;
-		if (!t->data)
+		if (!t->data && !w->empty_buffers)
 			continue;
-		tlcm_fbb_ref_t data = tlcm_fbb_vec(&b, t->data, t->bytes, 1, 16);
+		tlcm_fbb_ref_t data =
+			t->data ? tlcm_fbb_vec(&b, t->data, t->bytes, 1, 16)
+				: tlcm_fbb_vec(&b, "", 0, 1, 16);
 		tflite_Buffer_start(&b);
 		tflite_Buffer_add_data(&b, data);
 		bufidx[i] = (uint32_t)nbuf;

@@ -79,6 +79,9 @@ void tfw_io(tfw_t *w, int input, const int *outputs, int noutputs);
 void tfw_set_version(tfw_t *w, uint32_t version);  /* default 3 */
 void tfw_set_subgraphs(tfw_t *w, int n);           /* copies of the one */
 void tfw_set_extra_inputs(tfw_t *w, int t);        /* a second input */
+/* Give every activation a buffer of its own holding an empty data vector
+ * (a layout converters write) instead of the sentinel buffer 0. */
+void tfw_set_empty_buffers(tfw_t *w, bool on);
 
 /* The .tflite bytes (malloc'd, the caller frees). 0 or a TLCM_E* code. */
 int tfw_finish(tfw_t *w, void **buf, size_t *len);

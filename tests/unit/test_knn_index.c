@@ -1,0 +1,661 @@
+/* test_knn_index.c — the KNN index (nodes/knn/index.c) against a brute-force
+ * reference written here.
+ *
+ * Small-integer vectors make every float distance exact, so neighbours,
+ * their order (ties: newest first) and distances must equal the
+ * reference's exactly, for both kernels (AVX2 when present, portable),
+ * Euclidean and Manhattan, many dimensions (tails included); cosine is
+ * checked within float tolerance. Also: the vote under both weightings,
+ * each eviction policy's exact victims, relabelling by frame id, label id
+ * recycling, refused input, and int8 storage: every distance within the
+ * proven bound (sqrt(dim) * scale / 2 for Euclidean, dim * scale / 2 for
+ * Manhattan) and labels agreeing with the float index on clustered data.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/error.h"
+#include "nodes/knn/index.h"
+#include "tests/tlcm_test.h"
+
+static uint64_t rng = 88172645463325252ull;
+
+static uint64_t next_u64(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static int rand_int(int lo, int hi) /* inclusive */
+{
+	return lo + (int)(next_u64() % (uint64_t)(hi - lo + 1));
+}
+
+static float rand_unit(void) /* [0, 1) */
+{
+	return (float)(next_u64() >> 40) / (float)(1 << 24);
+}
+
+static float rand_gauss(void)
+{
+	float u = rand_unit() + 1e-7f, v = rand_unit();
+	return sqrtf(-2 * logf(u)) * cosf(6.2831853f * v);
+}
+
+static const char *const names[] = {"a", "b", "c", "d", "e"};
+
+static tlcm_knn_t *make(size_t dim, unsigned k, tlcm_knn_metric_t m,
+			tlcm_knn_weighting_t w, size_t max,
+			tlcm_knn_eviction_t ev, bool quant, bool portable)
+{
+	tlcm_knn_opts_t o = {dim, k, m, w, max, ev, quant, portable};
+	tlcm_knn_t *ix = NULL;
+	CHECK_INT(tlcm_knn_new(&ix, &o), 0);
+	return ix;
+}
+
+/* ---- reference ------------------------------------------------------------ */
+
+typedef struct {
+	double d;
+	size_t slot;
+	uint64_t seq;
+} ref_t;
+
+static int ref_cmp(const void *a, const void *b)
+{
+	const ref_t *x = a, *y = b;
+	if (x->d != y->d)
+		return x->d < y->d ? -1 : 1;
+	return (x->seq < y->seq) - (x->seq > y->seq); /* newest first */
+}
+
+static double ref_dist(tlcm_knn_metric_t m, const float *q, const float *x,
+		       size_t d)
+{
+	double s = 0, qq = 0, xx = 0;
+	for (size_t j = 0; j < d; j++) {
+		double t = (double)q[j] - x[j];
+		if (m == TLCM_KNN_EUCLIDEAN)
+			s += t * t;
+		else if (m == TLCM_KNN_MANHATTAN)
+			s += fabs(t);
+		else {
+			s += (double)q[j] * x[j];
+			qq += (double)q[j] * q[j];
+			xx += (double)x[j] * x[j];
+		}
+	}
+	if (m == TLCM_KNN_EUCLIDEAN)
+		return sqrt(s);
+	if (m == TLCM_KNN_COSINE) {
+		double c = qq > 0 && xx > 0 ? s / sqrt(qq * xx) : 0;
+		double v = 1 - c;
+		return v < 0 ? 0 : v > 2 ? 2 : v;
+	}
+	return s;
+}
+
+/* All stored samples of ix ordered by the reference. */
+static ref_t *ref_order(const tlcm_knn_t *ix, tlcm_knn_metric_t m,
+			const float *q)
+{
+	size_t n = tlcm_knn_size(ix), d = tlcm_knn_opts(ix)->dim;
+	ref_t *r = calloc(n, sizeof *r);
+	for (size_t i = 0; i < n; i++) {
+		tlcm_knn_sample_t s;
+		tlcm_knn_sample(ix, i, &s);
+		r[i] = (ref_t){ref_dist(m, q, s.x, d), i, s.seq};
+	}
+	qsort(r, n, sizeof *r, ref_cmp);
+	return r;
+}
+
+/* The reference vote over the first n of ref. */
+static void ref_vote(const tlcm_knn_t *ix, const ref_t *ref, size_t n,
+		     bool inverse, uint32_t *winner, double *conf)
+{
+	double w[TLCM_KNN_MAX_K], total = 0, best = -1;
+	uint32_t lab[TLCM_KNN_MAX_K];
+	for (size_t i = 0; i < n; i++) {
+		tlcm_knn_sample_t s;
+		tlcm_knn_sample(ix, ref[i].slot, &s);
+		lab[i] = s.label;
+		w[i] = inverse ? 1.0 / ((double)(float)ref[i].d + 1e-6) : 1.0;
+		total += w[i];
+	}
+	for (size_t i = 0; i < n; i++) {
+		double t = 0;
+		bool seen = false;
+		for (size_t j = 0; j < i; j++)
+			seen |= lab[j] == lab[i];
+		for (size_t j = 0; j < n && !seen; j++)
+			t += lab[j] == lab[i] ? w[j] : 0;
+		if (!seen && t > best) {
+			best = t;
+			*winner = lab[i];
+		}
+	}
+	*conf = best / total;
+}
+
+/* ---- exact neighbours ------------------------------------------------------- */
+
+static void exact_case(tlcm_knn_metric_t m, size_t d, bool portable,
+		       bool inverse)
+{
+	const size_t n = 300;
+	const unsigned k = 7;
+	tlcm_knn_t *ix = make(d, k, m, inverse ? TLCM_KNN_INVERSE
+					       : TLCM_KNN_UNIFORM, 1000,
+			      TLCM_KNN_FIFO, false, portable);
+	float *x = malloc(d * sizeof *x), *q = malloc(d * sizeof *q);
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < d; j++)
+			x[j] = (float)rand_int(-2, 2);
+		CHECK_INT(tlcm_knn_add(ix, x, d, names[i % 5], 0), 0);
+	}
+	int wrong = 0;
+	for (int t = 0; t < 40; t++) {
+		for (size_t j = 0; j < d; j++)
+			q[j] = (float)rand_int(-2, 2);
+		tlcm_knn_result_t r;
+		ref_t *ref = ref_order(ix, m, q);
+		CHECK_INT(tlcm_knn_query(ix, q, d, &r), 0);
+		CHECK_UINT(r.n, k);
+		double sum = 0;
+		for (size_t i = 0; i < r.n; i++) {
+			tlcm_knn_sample_t s;
+			tlcm_knn_sample(ix, ref[i].slot, &s);
+			if (r.slot[i] != ref[i].slot ||
+			    r.dist[i] != (float)ref[i].d ||
+			    r.label[i] != s.label)
+				wrong++;
+			sum += r.dist[i];
+		}
+		uint32_t win = 0;
+		double conf = 0;
+		ref_vote(ix, ref, k, inverse, &win, &conf);
+		CHECK_UINT(r.winner, win);
+		CHECK(fabs(r.confidence - conf) < 1e-5);
+		CHECK(fabs(r.mean_distance - sum / k) < 1e-4);
+		free(ref);
+	}
+	if (wrong)
+		fprintf(stderr, "  metric %d dim %zu %s: %d neighbours differ\n",
+			(int)m, d, tlcm_knn_kernel_name(ix), wrong);
+	CHECK_INT(wrong, 0);
+	free(x);
+	free(q);
+	tlcm_knn_free(ix);
+}
+
+static void exact_neighbours(void)
+{
+	static const size_t dims[] = {1, 3, 8, 13, 32, 33, 64, 100, 256};
+	for (int portable = 0; portable < 2; portable++)
+		for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+			exact_case(TLCM_KNN_EUCLIDEAN, dims[i], portable, false);
+			exact_case(TLCM_KNN_MANHATTAN, dims[i], portable, true);
+			exact_case(TLCM_KNN_EUCLIDEAN, dims[i], portable, true);
+		}
+}
+
+/* Cosine on random floats: each neighbour within float error of the
+ * reference's, in the reference's order up to that error. */
+static void cosine_neighbours(void)
+{
+	for (int portable = 0; portable < 2; portable++) {
+		const size_t d = 37, n = 400;
+		tlcm_knn_t *ix = make(d, 5, TLCM_KNN_COSINE, TLCM_KNN_UNIFORM,
+				      n, TLCM_KNN_FIFO, false, portable);
+		float x[37], q[37];
+		for (size_t i = 0; i < n; i++) {
+			for (size_t j = 0; j < d; j++)
+				x[j] = i == 7 ? 0.0f : rand_gauss();
+			CHECK_INT(tlcm_knn_add(ix, x, d, names[i % 3], 0), 0);
+		}
+		int far = 0;
+		for (int t = 0; t < 50; t++) {
+			for (size_t j = 0; j < d; j++)
+				q[j] = rand_gauss();
+			tlcm_knn_result_t r;
+			ref_t *ref = ref_order(ix, TLCM_KNN_COSINE, q);
+			CHECK_INT(tlcm_knn_query(ix, q, d, &r), 0);
+			for (size_t i = 0; i < r.n; i++) {
+				tlcm_knn_sample_t s;
+				tlcm_knn_sample(ix, r.slot[i], &s);
+				double mine = ref_dist(TLCM_KNN_COSINE, q, s.x,
+						       d);
+				if (fabs(r.dist[i] - mine) > 1e-5 ||
+				    fabs(mine - ref[i].d) > 1e-5)
+					far++;
+			}
+			free(ref);
+		}
+		CHECK_INT(far, 0);
+		/* the zero vector is at distance 1 from everything */
+		tlcm_knn_sample_t z;
+		tlcm_knn_sample(ix, 7, &z);
+		tlcm_knn_result_t r;
+		CHECK_INT(tlcm_knn_query(ix, z.x, d, &r), 0);
+		CHECK(r.n == 5 && r.dist[0] == 1.0f);
+		tlcm_knn_free(ix);
+	}
+}
+
+/* ---- ties, vote ----------------------------------------------------------- */
+
+static void ties_newest_first(void)
+{
+	for (int portable = 0; portable < 2; portable++) {
+		tlcm_knn_t *ix = make(2, 3, TLCM_KNN_EUCLIDEAN,
+				      TLCM_KNN_UNIFORM, 10, TLCM_KNN_FIFO,
+				      false, portable);
+		const float same[2] = {1, 1}, far[2] = {5, 5};
+		CHECK_INT(tlcm_knn_add(ix, same, 2, "old", 0), 0);
+		CHECK_INT(tlcm_knn_add(ix, far, 2, "far", 0), 0);
+		CHECK_INT(tlcm_knn_add(ix, same, 2, "mid", 0), 0);
+		CHECK_INT(tlcm_knn_add(ix, same, 2, "new", 0), 0);
+		tlcm_knn_result_t r;
+		CHECK_INT(tlcm_knn_query(ix, same, 2, &r), 0);
+		CHECK_UINT(r.n, 3);
+		CHECK_STR(tlcm_knn_label_name(ix, r.label[0]), "new");
+		CHECK_STR(tlcm_knn_label_name(ix, r.label[1]), "mid");
+		CHECK_STR(tlcm_knn_label_name(ix, r.label[2]), "old");
+		/* a three-way tie in the vote: the nearest (newest) wins */
+		CHECK_STR(tlcm_knn_label_name(ix, r.winner), "new");
+		CHECK(fabsf(r.confidence - 1.0f / 3) < 1e-6);
+		CHECK_DBL(r.dist[0], 0);
+		/* k = 1 and equal distances at (3, 1) and (1, 3) from (1, 1)
+		 * ... the newer one */
+		CHECK_INT(tlcm_knn_set_k(ix, 1), 0);
+		const float p[2] = {3, 1}, p2[2] = {1, 3}, mid[2] = {2, 2};
+		CHECK_INT(tlcm_knn_add(ix, p, 2, "p", 0), 0);
+		CHECK_INT(tlcm_knn_add(ix, p2, 2, "p2", 0), 0);
+		CHECK_INT(tlcm_knn_query(ix, mid, 2, &r), 0);
+		/* (1,1), (3,1), (1,3) are all sqrt(2) from (2,2): p2 newest */
+		CHECK_STR(tlcm_knn_label_name(ix, r.winner), "p2");
+		CHECK_DBL(r.dist[0], sqrtf(2));
+		CHECK_INT(tlcm_knn_set_k(ix, 0), TLCM_EINVAL);
+		CHECK_INT(tlcm_knn_set_k(ix, TLCM_KNN_MAX_K + 1), TLCM_EINVAL);
+		tlcm_knn_free(ix);
+	}
+}
+
+static void vote_weighting(void)
+{
+	/* 1-D: query 0; "a" at 1, "b" at 2 and 3 (two votes, farther) */
+	tlcm_knn_t *ix = make(1, 3, TLCM_KNN_EUCLIDEAN, TLCM_KNN_UNIFORM, 10,
+			      TLCM_KNN_FIFO, false, false);
+	const float one = 1, two = 2, three = 3, zero = 0;
+	CHECK_INT(tlcm_knn_add(ix, &one, 1, "a", 0), 0);
+	CHECK_INT(tlcm_knn_add(ix, &two, 1, "b", 0), 0);
+	CHECK_INT(tlcm_knn_add(ix, &three, 1, "b", 0), 0);
+	tlcm_knn_result_t r;
+	CHECK_INT(tlcm_knn_query(ix, &zero, 1, &r), 0);
+	CHECK_STR(tlcm_knn_label_name(ix, r.winner), "b");
+	CHECK(fabsf(r.confidence - 2.0f / 3) < 1e-6);
+	CHECK(fabsf(r.mean_distance - 2.0f) < 1e-6);
+	/* inverse: a 1/1 against b 1/2 + 1/3 */
+	tlcm_knn_set_weighting(ix, TLCM_KNN_INVERSE);
+	CHECK_INT(tlcm_knn_query(ix, &zero, 1, &r), 0);
+	CHECK_STR(tlcm_knn_label_name(ix, r.winner), "a");
+	CHECK(fabsf(r.confidence - 1 / (1 + 0.5f + 1 / 3.0f)) < 1e-5);
+	/* two single votes of equal weight: the nearer label wins */
+	const float four = 4, ten = 10;
+	tlcm_knn_set_weighting(ix, TLCM_KNN_UNIFORM);
+	CHECK_INT(tlcm_knn_set_k(ix, 2), 0);
+	CHECK_INT(tlcm_knn_add(ix, &four, 1, "c", 0), 0);
+	CHECK_INT(tlcm_knn_query(ix, &ten, 1, &r), 0); /* c at 6, b at 7 */
+	CHECK_STR(tlcm_knn_label_name(ix, r.winner), "c");
+	CHECK(fabsf(r.confidence - 0.5f) < 1e-6);
+	CHECK_INT(tlcm_knn_set_k(ix, 3), 0);
+	tlcm_knn_set_weighting(ix, TLCM_KNN_INVERSE);
+	const float half = 0.5f;
+	CHECK_INT(tlcm_knn_query(ix, &half, 1, &r), 0); /* a 2, b 2/3 + 0.4 */
+	CHECK_STR(tlcm_knn_label_name(ix, r.winner), "a");
+	CHECK(fabsf(r.confidence - 2 / (2 + 2.0f / 3 + 0.4f)) < 1e-5);
+	/* fewer samples than k */
+	CHECK_INT(tlcm_knn_set_k(ix, 10), 0);
+	CHECK_INT(tlcm_knn_query(ix, &zero, 1, &r), 0);
+	CHECK_UINT(r.n, 4);
+	tlcm_knn_free(ix);
+}
+
+/* ---- eviction ------------------------------------------------------------- */
+
+/* Frame ids stored, as a sorted string "1,2,5". */
+static void stored(const tlcm_knn_t *ix, char *out, size_t len)
+{
+	int seen[64] = {0};
+	for (size_t i = 0; i < tlcm_knn_size(ix); i++) {
+		tlcm_knn_sample_t s;
+		tlcm_knn_sample(ix, i, &s);
+		if (s.frame_id < 64)
+			seen[s.frame_id] = 1;
+	}
+	size_t at = 0;
+	out[0] = 0;
+	for (int f = 0; f < 64; f++)
+		if (seen[f])
+			at += (size_t)snprintf(out + at, len - at, "%s%d",
+					       at ? "," : "", f);
+}
+
+static void add_at(tlcm_knn_t *ix, float v, const char *label,
+		   uint64_t frame)
+{
+	CHECK_INT(tlcm_knn_add(ix, &v, 1, label, frame), 0);
+}
+
+static void eviction_fifo(void)
+{
+	char s[128];
+	tlcm_knn_t *ix = make(1, 1, TLCM_KNN_EUCLIDEAN, TLCM_KNN_UNIFORM, 3,
+			      TLCM_KNN_FIFO, false, false);
+	add_at(ix, 1, "a", 1);
+	add_at(ix, 2, "a", 2);
+	add_at(ix, 3, "b", 3);
+	add_at(ix, 4, "b", 4);
+	stored(ix, s, sizeof s);
+	CHECK_STR(s, "2,3,4");
+	add_at(ix, 5, "c", 5);
+	stored(ix, s, sizeof s);
+	CHECK_STR(s, "3,4,5");
+	/* a relabel does not refresh the age */
+	CHECK_INT(tlcm_knn_relabel(ix, 3, "z"), 1);
+	add_at(ix, 6, "c", 6);
+	stored(ix, s, sizeof s);
+	CHECK_STR(s, "4,5,6");
+	tlcm_knn_stats_t st;
+	tlcm_knn_get_stats(ix, &st);
+	CHECK_UINT(st.evictions, 3);
+	CHECK_UINT(st.added, 6);
+	CHECK_UINT(tlcm_knn_size(ix), 3);
+	tlcm_knn_free(ix);
+}
+
+static void eviction_class_balanced(void)
+{
+	char s[128];
+	tlcm_knn_t *ix = make(1, 1, TLCM_KNN_EUCLIDEAN, TLCM_KNN_UNIFORM, 4,
+			      TLCM_KNN_CLASS_BALANCED, false, false);
+	add_at(ix, 1, "a", 1);
+	add_at(ix, 2, "a", 2);
+	add_at(ix, 3, "a", 3);
+	add_at(ix, 4, "b", 4);
+	add_at(ix, 5, "b", 5); /* a is largest (3): its oldest, 1 */
+	stored(ix, s, sizeof s);
+	CHECK_STR(s, "2,3,4,5");
+	add_at(ix, 6, "c", 6); /* a 2, b 2: oldest of both, 2 */
+	stored(ix, s, sizeof s);
+	CHECK_STR(s, "3,4,5,6");
+	add_at(ix, 7, "c", 7); /* a 1, b 2, c 1: b's oldest, 4 */
+	stored(ix, s, sizeof s);
+	CHECK_STR(s, "3,5,6,7");
+	add_at(ix, 8, "a", 8); /* a 1, b 1, c 2: c's oldest, 6 */
+	stored(ix, s, sizeof s);
+	CHECK_STR(s, "3,5,7,8");
+	add_at(ix, 9, "d", 9); /* a 2: 3 */
+	stored(ix, s, sizeof s);
+	CHECK_STR(s, "5,7,8,9");
+	CHECK_UINT(tlcm_knn_label_count(ix, 0), 1); /* a */
+	tlcm_knn_free(ix);
+}
+
+static void eviction_lru(void)
+{
+	char s[128];
+	tlcm_knn_t *ix = make(1, 1, TLCM_KNN_EUCLIDEAN, TLCM_KNN_UNIFORM, 3,
+			      TLCM_KNN_LRU, false, false);
+	tlcm_knn_result_t r;
+	const float q1 = 1.1f, q3 = 3.1f, q5 = 5.1f;
+	add_at(ix, 1, "a", 1);
+	add_at(ix, 2, "a", 2);
+	add_at(ix, 3, "a", 3); /* all stamped 0 */
+	CHECK_INT(tlcm_knn_query(ix, &q1, 1, &r), 0); /* 1 useful at 1 */
+	CHECK_INT(tlcm_knn_query(ix, &q3, 1, &r), 0); /* 3 useful at 2 */
+	add_at(ix, 4, "a", 4); /* 2 (stamp 0) goes; 4 stamped 2 */
+	stored(ix, s, sizeof s);
+	CHECK_STR(s, "1,3,4");
+	add_at(ix, 5, "a", 5); /* stamps 1:1 3:2 4:2: 1 goes */
+	stored(ix, s, sizeof s);
+	CHECK_STR(s, "3,4,5");
+	add_at(ix, 6, "a", 6); /* 3, 4, 5 all 2: the oldest, 3 */
+	stored(ix, s, sizeof s);
+	CHECK_STR(s, "4,5,6");
+	CHECK_INT(tlcm_knn_query(ix, &q5, 1, &r), 0); /* 5 useful at 3 */
+	add_at(ix, 7, "a", 7); /* 4:2 5:3 6:2: oldest of 4 and 6, 4 */
+	add_at(ix, 8, "a", 8); /* 5:3 6:2 7:3: 6 */
+	stored(ix, s, sizeof s);
+	CHECK_STR(s, "5,7,8");
+	tlcm_knn_free(ix);
+}
+
+/* ---- relabel, labels, bad input ------------------------------------------- */
+
+static void relabel_and_labels(void)
+{
+	tlcm_knn_t *ix = make(2, 1, TLCM_KNN_EUCLIDEAN, TLCM_KNN_UNIFORM, 10,
+			      TLCM_KNN_FIFO, false, false);
+	const float x[2] = {1, 2}, y[2] = {7, 7};
+	CHECK_INT(tlcm_knn_add(ix, x, 2, "new_1", 42), 0);
+	CHECK_INT(tlcm_knn_add(ix, y, 2, "new_1", 43), 0);
+	/* the same frame again: relabelled, not added */
+	CHECK_INT(tlcm_knn_add(ix, y, 2, "Bag", 42), 1);
+	CHECK_UINT(tlcm_knn_size(ix), 2);
+	tlcm_knn_result_t r;
+	CHECK_INT(tlcm_knn_query(ix, x, 2, &r), 0);
+	CHECK_STR(tlcm_knn_label_name(ix, r.winner), "Bag");
+	CHECK_DBL(r.dist[0], 0); /* the stored embedding was kept */
+	CHECK_INT(tlcm_knn_relabel(ix, 43, "Bag"), 1);
+	CHECK_INT(tlcm_knn_relabel(ix, 99, "Bag"), 0);
+	CHECK_INT(tlcm_knn_relabel(ix, 0, "Bag"), TLCM_EINVAL);
+	tlcm_knn_stats_t st;
+	tlcm_knn_get_stats(ix, &st);
+	CHECK_UINT(st.relabels, 2);
+	CHECK_UINT(st.added, 2);
+	/* "new_1" has no sample left: its id is recycled for a new label */
+	uint32_t old = 0;
+	for (uint32_t i = 0; i < tlcm_knn_nlabels(ix); i++)
+		if (!strcmp(tlcm_knn_label_name(ix, i), "new_1"))
+			old = i;
+	CHECK_UINT(tlcm_knn_label_count(ix, old), 0);
+	CHECK_INT(tlcm_knn_add(ix, x, 2, "new_2", 0), 0);
+	CHECK_STR(tlcm_knn_label_name(ix, old), "new_2");
+	CHECK_UINT(tlcm_knn_nlabels(ix), 2);
+	tlcm_knn_free(ix);
+}
+
+static void refused(void)
+{
+	tlcm_knn_opts_t o = {0, 5, TLCM_KNN_EUCLIDEAN, TLCM_KNN_UNIFORM, 10,
+			     TLCM_KNN_FIFO, false, false};
+	tlcm_knn_t *ix = NULL;
+	o.k = 0;
+	CHECK_INT(tlcm_knn_new(&ix, &o), TLCM_EINVAL);
+	o.k = 5;
+	o.max_samples = 0;
+	CHECK_INT(tlcm_knn_new(&ix, &o), TLCM_EINVAL);
+	o.max_samples = 10;
+	o.metric = (tlcm_knn_metric_t)7;
+	CHECK_INT(tlcm_knn_new(&ix, &o), TLCM_EINVAL);
+	o.metric = TLCM_KNN_EUCLIDEAN;
+	CHECK_INT(tlcm_knn_new(&ix, &o), 0);
+	float x[4] = {1, 2, 3, 4};
+	tlcm_knn_result_t r;
+	/* empty: any query gives no neighbours */
+	CHECK_INT(tlcm_knn_query(ix, x, 4, &r), 0);
+	CHECK_UINT(r.n, 0);
+	CHECK_INT(tlcm_knn_add(ix, x, 0, "a", 0), TLCM_EINVAL);
+	CHECK_INT(tlcm_knn_add(ix, x, 4, "a", 0), 0); /* dim is now 4 */
+	CHECK_UINT(tlcm_knn_opts(ix)->dim, 4);
+	CHECK_INT(tlcm_knn_add(ix, x, 3, "a", 0), TLCM_EINVAL);
+	CHECK_INT(tlcm_knn_query(ix, x, 3, &r), TLCM_EINVAL);
+	CHECK_INT(tlcm_knn_add(ix, x, 4, "", 0), TLCM_EINVAL);
+	CHECK_INT(tlcm_knn_add(ix, x, 4, NULL, 0), TLCM_EINVAL);
+	char longl[300];
+	memset(longl, 'x', sizeof longl - 1);
+	longl[299] = 0;
+	CHECK_INT(tlcm_knn_add(ix, x, 4, longl, 0), TLCM_EINVAL);
+	longl[TLCM_KNN_MAX_LABEL] = 0;
+	CHECK_INT(tlcm_knn_add(ix, x, 4, longl, 0), 0);
+	x[2] = NAN;
+	CHECK_INT(tlcm_knn_add(ix, x, 4, "a", 0), TLCM_EINVAL);
+	CHECK_INT(tlcm_knn_query(ix, x, 4, &r), TLCM_EINVAL);
+	CHECK_UINT(tlcm_knn_bad_value(x, 4), 2);
+	x[2] = INFINITY;
+	CHECK_UINT(tlcm_knn_bad_value(x, 4), 2);
+	x[2] = 2e15f;
+	CHECK_INT(tlcm_knn_add(ix, x, 4, "a", 0), TLCM_EINVAL);
+	x[2] = -1e15f;
+	CHECK_UINT(tlcm_knn_bad_value(x, 4), 4);
+	CHECK_UINT(tlcm_knn_size(ix), 2);
+	tlcm_knn_free(ix);
+}
+
+/* ---- int8 storage -------------------------------------------------------------- */
+
+static void quantized_bound(tlcm_knn_metric_t m)
+{
+	const size_t d = 64, n = 500;
+	tlcm_knn_t *fx = make(d, 5, m, TLCM_KNN_UNIFORM, n, TLCM_KNN_FIFO,
+			      false, false);
+	tlcm_knn_t *qx = make(d, 5, m, TLCM_KNN_UNIFORM, n, TLCM_KNN_FIFO,
+			      true, false);
+	float x[64], q[64];
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < d; j++)
+			x[j] = rand_gauss() * (1.0f + (float)j / 8);
+		CHECK_INT(tlcm_knn_add(fx, x, d, names[i % 5], 0), 0);
+		CHECK_INT(tlcm_knn_add(qx, x, d, names[i % 5], 0), 0);
+	}
+	int over = 0;
+	double worst = 0;
+	for (int t = 0; t < 100; t++) {
+		for (size_t j = 0; j < d; j++)
+			q[j] = rand_gauss() * (1.0f + (float)j / 8);
+		tlcm_knn_result_t r;
+		CHECK_INT(tlcm_knn_query(qx, q, d, &r), 0);
+		for (size_t i = 0; i < r.n; i++) {
+			tlcm_knn_sample_t sq, sf;
+			tlcm_knn_sample(qx, r.slot[i], &sq);
+			tlcm_knn_sample(fx, r.slot[i], &sf);
+			double exact = ref_dist(m, q, sf.x, d);
+			double bound = m == TLCM_KNN_EUCLIDEAN
+					       ? sqrt((double)d) * sq.scale / 2
+					       : (double)d * sq.scale / 2;
+			/* float rounding on top: relative 1e-5 */
+			double err = fabs(r.dist[i] - exact);
+			if (err > bound * 1.001 + 1e-5 * exact)
+				over++;
+			worst = err / bound > worst ? err / bound : worst;
+		}
+	}
+	fprintf(stderr, "int8 %s: largest error %.3f of the bound\n",
+		m == TLCM_KNN_EUCLIDEAN ? "euclidean" : "manhattan", worst);
+	CHECK_INT(over, 0);
+	tlcm_knn_free(fx);
+	tlcm_knn_free(qx);
+}
+
+/* Clustered data (10 classes): int8 labels agree with float32 labels. */
+static void quantized_agreement(tlcm_knn_metric_t m, bool portable)
+{
+	const size_t d = 64, per = 60, nc = 10;
+	float centre[10][64], x[64];
+	tlcm_knn_t *fx = make(d, 5, m, TLCM_KNN_UNIFORM, 1000, TLCM_KNN_FIFO,
+			      false, portable);
+	tlcm_knn_t *qx = make(d, 5, m, TLCM_KNN_UNIFORM, 1000, TLCM_KNN_FIFO,
+			      true, portable);
+	for (size_t c = 0; c < nc; c++)
+		for (size_t j = 0; j < d; j++)
+			centre[c][j] = rand_gauss();
+	for (size_t i = 0; i < per * nc; i++) {
+		for (size_t j = 0; j < d; j++)
+			x[j] = centre[i % nc][j] + 2.2f * rand_gauss();
+		char l[8];
+		snprintf(l, sizeof l, "%zu", i % nc);
+		CHECK_INT(tlcm_knn_add(fx, x, d, l, 0), 0);
+		CHECK_INT(tlcm_knn_add(qx, x, d, l, 0), 0);
+	}
+	int agree = 0, correct_f = 0, correct_q = 0, total = 1000;
+	for (int t = 0; t < total; t++) {
+		size_t c = (size_t)t % nc;
+		for (size_t j = 0; j < d; j++)
+			x[j] = centre[c][j] + 2.2f * rand_gauss();
+		tlcm_knn_result_t rf, rq;
+		CHECK_INT(tlcm_knn_query(fx, x, d, &rf), 0);
+		CHECK_INT(tlcm_knn_query(qx, x, d, &rq), 0);
+		const char *lf = tlcm_knn_label_name(fx, rf.winner);
+		const char *lq = tlcm_knn_label_name(qx, rq.winner);
+		agree += !strcmp(lf, lq);
+		correct_f += (size_t)atoi(lf) == c;
+		correct_q += (size_t)atoi(lq) == c;
+	}
+	fprintf(stderr, "int8 metric %d (%s): labels agree %d/%d, accuracy "
+		"float %d, int8 %d\n", (int)m, tlcm_knn_kernel_name(qx), agree,
+		total, correct_f, correct_q);
+	/* the stated bound: at least 99 % agreement, accuracy within 1 pt */
+	CHECK(agree >= total * 99 / 100);
+	CHECK(abs(correct_f - correct_q) <= total / 100);
+	tlcm_knn_free(fx);
+	tlcm_knn_free(qx);
+}
+
+static void quantized_put(void)
+{
+	/* codes into a float index and floats into an int8 index */
+	tlcm_knn_t *fx = make(0, 1, TLCM_KNN_EUCLIDEAN, TLCM_KNN_UNIFORM, 4,
+			      TLCM_KNN_FIFO, false, false);
+	tlcm_knn_t *qx = make(0, 1, TLCM_KNN_EUCLIDEAN, TLCM_KNN_UNIFORM, 4,
+			      TLCM_KNN_FIFO, true, false);
+	const int8_t c[3] = {127, -64, 0};
+	const float v[3] = {2.0f, -1.0f, 0.0f};
+	CHECK_INT(tlcm_knn_put(fx, "a", 9, 5, 2, NULL, c, 0.5f, 3), 0);
+	CHECK_INT(tlcm_knn_put(qx, "a", 9, 5, 2, v, NULL, 0, 3), 0);
+	tlcm_knn_sample_t s;
+	tlcm_knn_sample(fx, 0, &s);
+	CHECK(s.x && s.x[0] == 63.5f && s.x[1] == -32.0f && s.x[2] == 0);
+	CHECK_UINT(s.seq, 5);
+	CHECK_UINT(s.used, 2);
+	CHECK_UINT(s.frame_id, 9);
+	tlcm_knn_sample(qx, 0, &s);
+	CHECK(s.codes && s.codes[0] == 127 && s.codes[1] == -64 &&
+	      s.codes[2] == 0);
+	CHECK(fabsf(s.scale - 2.0f / 127) < 1e-9f);
+	tlcm_knn_stats_t st;
+	tlcm_knn_get_stats(fx, &st);
+	CHECK_UINT(st.next_seq, 6);
+	CHECK_INT(tlcm_knn_put(fx, "a", 9, 0, 2, v, NULL, 0, 3), TLCM_EINVAL);
+	CHECK_INT(tlcm_knn_put(fx, "a", 9, 7, 2, NULL, c, NAN, 3),
+		  TLCM_EINVAL);
+	tlcm_knn_free(fx);
+	tlcm_knn_free(qx);
+}
+
+int main(void)
+{
+	exact_neighbours();
+	cosine_neighbours();
+	ties_newest_first();
+	vote_weighting();
+	eviction_fifo();
+	eviction_class_balanced();
+	eviction_lru();
+	relabel_and_labels();
+	refused();
+	quantized_bound(TLCM_KNN_EUCLIDEAN);
+	quantized_bound(TLCM_KNN_MANHATTAN);
+	for (int p = 0; p < 2; p++) {
+		quantized_agreement(TLCM_KNN_EUCLIDEAN, p);
+		quantized_agreement(TLCM_KNN_COSINE, p);
+		quantized_agreement(TLCM_KNN_MANHATTAN, p);
+	}
+	quantized_put();
+	return tlcm_test_done();
+}
