@@ -8,6 +8,8 @@
 2. TorchModel: every op on random inputs and weights equals a plain numpy
    implementation written directly from schemas/model.fbs in NHWC
    (relative tolerance 1e-5), at batch 1 and batch 3.
+3. tools/make-mobilenet-v2 writes MobileNetV2's op counts, parameter count
+   (3 487 816) and outputs, and the file runs in TorchModel.
 Usage: test_tlm_py.py [FLATC]   (exit 77: torch missing)
 """
 
@@ -330,6 +332,29 @@ def test_torch(tmp, rng):
             fail(f"shape error does not name the tensor: {e}")
 
 
+def test_mobilenet(tmp):
+    """tools/make-mobilenet-v2 writes the MobileNetV2 1.0 224 shape."""
+    path = os.path.join(tmp, "mnv2.tlm")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools",
+                                                 "make-mobilenet-v2"), path],
+                   check=True, capture_output=True)
+    m = tlm.read_tlm(path)
+    count = {}
+    for op in m["ops"]:
+        count[op["type"]] = count.get(op["type"], 0) + 1
+    params = sum(t["data"].size for t in m["tensors"]
+                 if t["data"] is not None)
+    want = {"Conv2D": 35, "DepthwiseConv2D": 17, "Add": 10,
+            "GlobalAveragePool": 1, "FullyConnected": 1}
+    if count != want or params != 3487816:
+        fail(f"make-mobilenet-v2: ops {count}, {params} parameters; "
+             f"expected {want}, 3487816")
+    if [m["tensors"][i]["shape"] for i in m["outputs"]] != [[1, 1280],
+                                                             [1, 1000]]:
+        fail("make-mobilenet-v2: outputs are not [1,1280], [1,1000]")
+    return path
+
+
 def main():
     flatc = sys.argv[1] if len(sys.argv) > 1 else None
     rng = np.random.default_rng(5)
@@ -342,6 +367,12 @@ def main():
                   "passed" if not failures else "", file=sys.stderr)
             return 1 if failures else 77
         test_torch(tmp, rng)
+        mn = test_mobilenet(tmp)
+        out = tlm.TorchModel(mn).run_numpy(
+            rng.uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32))
+        if out["embedding"].shape != (1, 1280) or \
+                not np.all(np.isfinite(out["logits"])):
+            fail("MobileNetV2 in TorchModel: bad output")
     print("ok" if not failures else f"{failures} failures", file=sys.stderr)
     return 1 if failures else 0
 
