@@ -3,8 +3,10 @@
  * fmnist_cnn_b1_t{1,2}: models/fmnist-cnn.tlm on XNNPACK, one frame per
  *   run (batch 1), Fashion-MNIST t10k images preprocessed beforehand:
  *   frames/s and per-frame latency p50/p99, against the same model in
- *   PyTorch with as many threads (bench/features_torch.py, run in the same
- *   suite; it reports the fastest of its ways to run the graph).
+ *   PyTorch with as many threads (bench/features_torch.py, which reports
+ *   the fastest of its ways to run the graph). Each of our runs is followed
+ *   by one of PyTorch's, so a busy neighbour slows both alike; the figures
+ *   are medians over runs.
  * mobilenet_v2_224_t{1,2}: a MobileNetV2 1.0 224x224x3 with random weights
  *   (tools/make-mobilenet-v2, written to a temporary directory): latency
  *   p50/p99, PyTorch likewise.
@@ -71,52 +73,61 @@ static int runs_of(const bench_opts_t *o)
 
 /* ---- the runtime alone ----------------------------------------------------- */
 
-/* `runs` rounds of n frames, one per xnn run, cycling through the inputs
- * (each copied into the runtime's buffer, as a node would write it).
- * fps: median over rounds; p50/p99 of every frame's run, in ns/div. */
+/* One timed run of n frames, one per xnn run, cycling through the inputs
+ * (each copied into the runtime's buffer, as a node would write it):
+ * frames/s, and p50/p99 of the frames' run times in ns/div. */
 static perf_t time_runtime(tlcm_xnn_t *x, tlcm_xnn_batch_t *b,
 			   const float *inputs, size_t ninputs, size_t insz,
-			   size_t n, int runs, double div)
+			   size_t n, double div)
 {
 	perf_t p = {0};
-	double fps[MAXRUNS];
-	double *lat = malloc((size_t)runs * n * sizeof *lat);
+	double *lat = malloc(n * sizeof *lat);
 	char why[256];
+	uint64_t t0 = bench_now_ns();
+	for (size_t i = 0; lat && i < n; i++) {
+		memcpy(b->input, inputs + (i % ninputs) * insz,
+		       insz * sizeof(float));
+		uint64_t s = bench_now_ns();
+		if (tlcm_xnn_run(x, b, why, sizeof why)) {
+			fprintf(stderr, "features: %s\n", why);
+			free(lat);
+			return p;
+		}
+		lat[i] = (double)(bench_now_ns() - s) / div;
+	}
 	if (!lat)
 		return p;
-	for (size_t i = 0; i < (n < 20 ? n : 20); i++) /* warm-up */
-		if (tlcm_xnn_run(x, b, why, sizeof why))
-			goto out;
-	for (int r = 0; r < runs; r++) {
-		uint64_t t0 = bench_now_ns();
-		for (size_t i = 0; i < n; i++) {
-			memcpy(b->input, inputs + (i % ninputs) * insz,
-			       insz * sizeof(float));
-			uint64_t s = bench_now_ns();
-			if (tlcm_xnn_run(x, b, why, sizeof why)) {
-				fprintf(stderr, "features: %s\n", why);
-				goto out;
-			}
-			lat[(size_t)r * n + i] = (double)(bench_now_ns() - s) /
-						 div;
-		}
-		fps[r] = (double)n * 1e9 / (double)(bench_now_ns() - t0);
-	}
-	p.fps = median(fps, (size_t)runs);
-	qsort(lat, (size_t)runs * n, sizeof *lat, cmp_double);
-	p.p50 = pct(lat, (size_t)runs * n, 0.50);
-	p.p99 = pct(lat, (size_t)runs * n, 0.99);
+	p.fps = (double)n * 1e9 / (double)(bench_now_ns() - t0);
+	qsort(lat, n, sizeof *lat, cmp_double);
+	p.p50 = pct(lat, n, 0.50);
+	p.p99 = pct(lat, n, 0.99);
 	p.ok = true;
-out:
 	free(lat);
 	return p;
 }
 
+/* Field by field medians of the runs that worked. */
+static perf_t median_perf(const perf_t *v, int n)
+{
+	double f[MAXRUNS], a[MAXRUNS], z[MAXRUNS];
+	size_t k = 0;
+	for (int i = 0; i < n; i++)
+		if (v[i].ok) {
+			f[k] = v[i].fps;
+			a[k] = v[i].p50;
+			z[k++] = v[i].p99;
+		}
+	if ((int)k < n || !k)
+		return (perf_t){0};
+	return (perf_t){median(f, k), median(a, k), median(z, k), true};
+}
+
 /* ---- the PyTorch baseline ---------------------------------------------------- */
 
-/* Run bench/features_torch.py; latencies converted from us by `div_us`. */
+/* Run bench/features_torch.py once; latencies converted from us by
+ * `div_us`. say: describe the run on stderr. */
 static perf_t torch_baseline(const char *model, int threads, size_t frames,
-			     size_t warmup, double div_us)
+			     size_t warmup, double div_us, bool say)
 {
 	perf_t p = {0};
 	if (access(TORCH_SCRIPT, R_OK) || access(PYTHON, X_OK)) {
@@ -140,7 +151,7 @@ static perf_t torch_baseline(const char *model, int threads, size_t frames,
 	    !cJSON_IsNumber(p99)) {
 		fprintf(stderr, "features: no PyTorch baseline: `%s` %s\n", cmd,
 			st ? "failed" : "printed no frames_per_s/p50_us/p99_us");
-	} else {
+	} else if (say) {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "baseline");
 		const cJSON *blas = cJSON_GetObjectItemCaseSensitive(j, "blas");
 		const cJSON *tv = cJSON_GetObjectItemCaseSensitive(j, "torch");
@@ -150,9 +161,11 @@ static perf_t torch_baseline(const char *model, int threads, size_t frames,
 			cJSON_IsString(v) ? v->valuestring : "?",
 			cJSON_IsString(blas) ? blas->valuestring : "?",
 			threads, fps->valuedouble);
+	}
+	if (st == 0 && cJSON_IsNumber(fps) && cJSON_IsNumber(p50) &&
+	    cJSON_IsNumber(p99))
 		p = (perf_t){fps->valuedouble, p50->valuedouble / div_us,
 			     p99->valuedouble / div_us, true};
-	}
 	cJSON_Delete(j);
 	return p;
 }
@@ -175,6 +188,40 @@ static void report(const char *kase, const char *unit, bool fps_line,
 	snprintf(name, sizeof name, "%s_p99", kase);
 	b[0].value = torch->p99;
 	bench_report(SUITE, name, unit, ours->p99, n, runs, b, nb);
+}
+
+/* A case: a warm-up, then `runs` runs of ours, each followed by one of
+ * PyTorch's (so a busy neighbour slows both alike); medians reported. */
+static void run_case(const char *kase, const char *unit, bool fps_line,
+		     const tlcm_model_t *m, const char *model_path, int threads,
+		     const float *in, size_t nin, size_t n, size_t warmup,
+		     double div, int runs)
+{
+	char why[512];
+	tlcm_xnn_t *x;
+	tlcm_xnn_batch_t *b;
+	if (tlcm_xnn_new(&x, m, threads, why, sizeof why) ||
+	    tlcm_xnn_batch(x, 1, &b, why, sizeof why)) {
+		fprintf(stderr, "features: %s\n", why);
+		return;
+	}
+	size_t insz = m->tensors[m->input].size;
+	fprintf(stderr, "features: %s: %zu frames x %d runs, each followed by "
+		"PyTorch's\n", kase, n, runs);
+	time_runtime(x, b, in, nin, insz, warmup, div);
+	perf_t ours[MAXRUNS], torch[MAXRUNS];
+	bool torch_ok = true;
+	for (int r = 0; r < runs; r++) {
+		ours[r] = time_runtime(x, b, in, nin, insz, n, div);
+		torch[r] = torch_ok ? torch_baseline(model_path, threads, n,
+						     warmup, div / 1e3, r == 0)
+				    : (perf_t){0};
+		torch_ok = torch[r].ok;
+	}
+	tlcm_xnn_free(x);
+	perf_t o = median_perf(ours, runs), t = median_perf(torch, runs);
+	if (o.ok)
+		report(kase, unit, fps_line, &o, &t, n, runs);
 }
 
 /* ---- inputs ---------------------------------------------------------------- */
@@ -229,26 +276,11 @@ static void bench_fmnist(const bench_opts_t *o)
 	size_t nin = 0, n = (size_t)(2000 * o->scale);
 	n = n < 50 ? 50 : n;
 	float *in = fmnist_inputs(m, 10000, &nin);
-	int runs = runs_of(o);
 	for (int t = 1; in && t <= 2; t++) {
-		char why[512], kase[64];
-		tlcm_xnn_t *x;
-		tlcm_xnn_batch_t *b;
-		if (tlcm_xnn_new(&x, m, t, why, sizeof why) ||
-		    tlcm_xnn_batch(x, 1, &b, why, sizeof why)) {
-			fprintf(stderr, "features: %s\n", why);
-			break;
-		}
-		fprintf(stderr, "features: fmnist CNN, batch 1, %d thread%s\n",
-			t, t > 1 ? "s" : "");
-		perf_t ours = time_runtime(x, b, in, nin,
-					   m->tensors[m->input].size, n, runs,
-					   1e3);
-		tlcm_xnn_free(x);
-		perf_t torch = torch_baseline(FMNIST_MODEL, t, n * 2, 50, 1);
+		char kase[64];
 		snprintf(kase, sizeof kase, "fmnist_cnn_b1_t%d", t);
-		if (ours.ok)
-			report(kase, "us", true, &ours, &torch, n, runs);
+		run_case(kase, "us", true, m, FMNIST_MODEL, t, in, nin, n, 50,
+			 1e3, runs_of(o));
 	}
 	free(in);
 	tlcm_model_free(m);
@@ -271,31 +303,16 @@ static void bench_mobilenet(const bench_opts_t *o)
 		m = load_model(path);
 	size_t n = (size_t)(20 * o->scale);
 	n = n < 3 ? 3 : n;
-	int runs = runs_of(o);
-	for (int t = 1; m && t <= 2; t++) {
-		char why[512], kase[64];
-		tlcm_xnn_t *x;
-		tlcm_xnn_batch_t *b;
-		if (tlcm_xnn_new(&x, m, t, why, sizeof why) ||
-		    tlcm_xnn_batch(x, 1, &b, why, sizeof why)) {
-			fprintf(stderr, "features: %s\n", why);
-			break;
-		}
-		size_t insz = m->tensors[m->input].size;
-		float *in = malloc(insz * sizeof *in);
-		for (size_t i = 0; i < insz; i++) /* any values: dense math */
-			in[i] = (float)((int)(i * 2654435761u % 2001) - 1000) /
-				1000;
-		fprintf(stderr, "features: MobileNetV2 224, %d thread%s\n", t,
-			t > 1 ? "s" : "");
-		perf_t ours = time_runtime(x, b, in, 1, insz, n, runs, 1e6);
-		free(in);
-		tlcm_xnn_free(x);
-		perf_t torch = torch_baseline(path, t, n * 2, 3, 1e3);
+	float *in = m ? malloc(m->tensors[m->input].size * sizeof *in) : NULL;
+	for (size_t i = 0; in && i < m->tensors[m->input].size; i++)
+		in[i] = (float)((int)(i * 2654435761u % 2001) - 1000) / 1000;
+	for (int t = 1; in && t <= 2; t++) {
+		char kase[64];
 		snprintf(kase, sizeof kase, "mobilenet_v2_224_t%d", t);
-		if (ours.ok)
-			report(kase, "ms", false, &ours, &torch, n, runs);
+		run_case(kase, "ms", false, m, path, t, in, 1, n, 3, 1e6,
+			 runs_of(o));
 	}
+	free(in);
 	tlcm_model_free(m);
 	unlink(path);
 	rmdir(dir);

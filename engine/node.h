@@ -193,6 +193,39 @@ void tlcm_set_tick(tlcm_ctx_t *ctx, uint64_t period_ns);
  * callback: TLCM_ENOTSUP otherwise). */
 int tlcm_snapshot_now(tlcm_ctx_t *ctx, const char *reason);
 
+/* Group snapshots across two nodes, for a node that changes another one's
+ * state through messages and must be able to undo it (nodes/adapt: the
+ * adapter and the knn it teaches).
+ *
+ * tlcm_snapshot_group() snapshots this node and node `other` (an id in
+ * the graph) now, as one group written in one atomic batch (store.h);
+ * *version and *other_version (either may be NULL) receive the two new
+ * versions. The calling thread takes `other` like a worker would, only
+ * while it is idle or queued, and calls its snapshot callback itself: so
+ * the state is exactly the one before any message this node emits after
+ * the call. Never waits: TLCM_EAGAIN when `other` is running right now
+ * (try again from a later callback).
+ *
+ * tlcm_rollback_group() rolls back the group snapshot that holds this
+ * node's `version`: every other member is restored in memory to its
+ * version of the group (its restore callback, called by this thread while
+ * the member is idle), then the store makes the group's versions the
+ * newest again (tlcm_store_rollback: "rollback to vN" for every member).
+ * This node's own state is NOT restored (it is running the call): the
+ * caller reverts what it needs and may snapshot itself afterwards.
+ * TLCM_EAGAIN, with nothing changed, when a member is running or has not
+ * yet taken every message this node sent it (so nothing sent before the
+ * rollback can land after it).
+ *
+ * Both need a graph store, snapshot and restore callbacks on both sides,
+ * and nodes that are not `isolate: process` (TLCM_ENOTSUP otherwise);
+ * TLCM_ENOENT for an unknown id, TLCM_ECLOSED when `other` has finished,
+ * TLCM_EINVAL for a version that is not a group snapshot. */
+int tlcm_snapshot_group(tlcm_ctx_t *ctx, const char *other,
+			const char *reason, uint64_t *version,
+			uint64_t *other_version);
+int tlcm_rollback_group(tlcm_ctx_t *ctx, uint64_t version);
+
 /* A 64-bit id unique on this device across restarts, never 0 (frame ids,
  * package ids). With a graph store, ids come from blocks reserved durably
  * in the store (a crash skips some, never repeats one); without a store,

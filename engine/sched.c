@@ -723,6 +723,155 @@ static int reinit(tlcm_ctx_t *c)
 	return rc ? rc : restore(c, 0);
 }
 
+/* ---- group snapshots across nodes (node.h) --------------------------------- */
+
+/* Node `id` as a partner of c in a group snapshot, or an error. */
+static int group_peer(tlcm_ctx_t *c, const char *id, tlcm_ctx_t **out)
+{
+	sched_t *s = c->s;
+	if (child_mode || c->isolated || !s->store || !c->t->snapshot ||
+	    !c->t->restore)
+		return TLCM_ENOTSUP;
+	for (size_t i = 0; id && i < s->n; i++) {
+		tlcm_ctx_t *o = &s->nodes[i];
+		if (strcmp(o->g->id, id))
+			continue;
+		if (o == c)
+			return TLCM_EINVAL;
+		if (o->isolated || !o->t->snapshot || !o->t->restore)
+			return TLCM_ENOTSUP;
+		if (atomic_load(&o->finished))
+			return TLCM_ECLOSED;
+		*out = o;
+		return 0;
+	}
+	return TLCM_ENOENT;
+}
+
+/* Take node o for this thread without running it, as a worker would
+ * (help()): false when it is running elsewhere. Give it back with
+ * release_node(), which also queues it when work arrived meanwhile. */
+static bool claim(tlcm_ctx_t *o)
+{
+	int exp = ST_IDLE;
+	if (atomic_compare_exchange_strong(&o->run_state, &exp, ST_RUNNING))
+		return true;
+	exp = ST_QUEUED;
+	return atomic_compare_exchange_strong(&o->run_state, &exp, ST_RUNNING);
+}
+
+/* c's state into b (initialised here; the caller frees it). */
+static int build_snapshot(tlcm_ctx_t *c, tlcm_fbb_t *b)
+{
+	int rc = tlcm_fbb_init(b, 0);
+	if (!rc)
+		rc = c->t->snapshot(c, c->state, b);
+	if (!rc && (b->in_table || b->used == 0))
+		rc = b->err ? b->err : TLCM_EINVAL; /* not finished */
+	return rc;
+}
+
+int tlcm_snapshot_group(tlcm_ctx_t *c, const char *other, const char *reason,
+			uint64_t *version, uint64_t *other_version)
+{
+	tlcm_ctx_t *o = NULL;
+	int rc = group_peer(c, other, &o);
+	if (rc)
+		return rc;
+	if (!claim(o))
+		return TLCM_EAGAIN;
+	tlcm_fbb_t b[2];
+	rc = build_snapshot(c, &b[0]);
+	int rc2 = build_snapshot(o, &b[1]);
+	release_node(o);
+	rc = rc ? rc : rc2;
+	uint64_t v[2] = {0, 0};
+	if (!rc) {
+		const char *nodes[2] = {c->g->id, o->g->id};
+		const void *data[2] = {b[0].buf + b[0].cap - b[0].used,
+				       b[1].buf + b[1].cap - b[1].used};
+		size_t lens[2] = {b[0].used, b[1].used};
+		rc = tlcm_store_snapshot_group(c->s->store, 2, nodes, data,
+					       lens, reason, v);
+	}
+	tlcm_fbb_fini(&b[0]);
+	tlcm_fbb_fini(&b[1]);
+	if (rc) {
+		tlcm_error(c->g->id, "group snapshot with '%s' (%s) failed: "
+			   "%s", other, reason, tlcm_strerror(rc));
+		return rc;
+	}
+	tlcm_debug(c->g->id, "group snapshot v%llu, '%s' v%llu (%s)",
+		   (unsigned long long)v[0], other, (unsigned long long)v[1],
+		   reason);
+	if (version)
+		*version = v[0];
+	if (other_version)
+		*other_version = v[1];
+	return 0;
+}
+
+int tlcm_rollback_group(tlcm_ctx_t *c, uint64_t version)
+{
+	sched_t *s = c->s;
+	if (child_mode || c->isolated || !s->store)
+		return TLCM_ENOTSUP;
+	tlcm_snap_info_t me, *all = NULL;
+	size_t n = 0;
+	void *d = NULL;
+	size_t len;
+	int rc = tlcm_store_load(s->store, c->g->id, version, &d, &len, &me);
+	free(d);
+	if (!rc && !me.group)
+		rc = TLCM_EINVAL; /* not a group snapshot */
+	if (!rc)
+		rc = tlcm_store_list(s->store, NULL, &all, &n);
+	/* the other members, claimed: none may run while we restore */
+	tlcm_ctx_t *peers[8];
+	uint64_t pv[8];
+	size_t np = 0;
+	for (size_t i = 0; !rc && i < n; i++) {
+		if (all[i].group != me.group || !strcmp(all[i].node, c->g->id))
+			continue;
+		tlcm_ctx_t *o = NULL;
+		rc = np == 8 ? TLCM_ETOOBIG : group_peer(c, all[i].node, &o);
+		if (!rc && !claim(o))
+			rc = TLCM_EAGAIN;
+		if (rc)
+			break;
+		peers[np] = o;
+		pv[np++] = all[i].version;
+		/* what we sent o must be consumed before o goes back */
+		for (size_t p = 0; p < c->nout && !rc; p++)
+			for (size_t e = 0; e < c->out[p].n; e++)
+				if (c->out[p].dst[e] == o) {
+					tlcm_ring_publish(c->out[p].rings[e]);
+					if (tlcm_ring_readable(
+						    c->out[p].rings[e]))
+						rc = TLCM_EAGAIN;
+				}
+	}
+	free(all);
+	for (size_t i = 0; !rc && i < np; i++)
+		rc = restore(peers[i], pv[i]);
+	uint64_t nv = 0;
+	if (!rc)
+		rc = tlcm_store_rollback(s->store, c->g->id, version, &nv);
+	for (size_t i = 0; i < np; i++)
+		release_node(peers[i]);
+	if (rc == TLCM_EAGAIN)
+		return rc;
+	if (rc)
+		tlcm_error(c->g->id, "group rollback to v%llu failed: %s",
+			   (unsigned long long)version, tlcm_strerror(rc));
+	else
+		tlcm_info(c->g->id, "group rolled back to v%llu (now v%llu, "
+			  "%zu other node%s restored)",
+			  (unsigned long long)version, (unsigned long long)nv,
+			  np, np == 1 ? "" : "s");
+	return rc;
+}
+
 /* A callback failed with rc: apply the node's on_error policy. Returns
  * false when the node must stop. */
 static bool on_error(tlcm_ctx_t *c, int rc, const char *what)

@@ -24,7 +24,7 @@
 
 #define TSPC_MAX_FILE ((size_t)256 << 20)
 
-/* ---- parameters ---------------------------------------------------------- */
+/* ---- parameters ------------------------------------------------------- */
 
 static int load_fail(tlcm_scaler_pca_t *p, char *why, size_t cap,
 		     const char *origin, const char *fmt, ...)
@@ -75,7 +75,8 @@ int tlcm_scaler_pca_load(tlcm_scaler_pca_t *p, const void *buf, size_t len,
 		const float *v;
 		size_t len, want;
 	} vec[] = {
-		{"mean", tlcm_ScalerPca_mean(t), tlcm_ScalerPca_mean_len(t), dim},
+		{"mean", tlcm_ScalerPca_mean(t), tlcm_ScalerPca_mean_len(t),
+		 dim},
 		{"scale", tlcm_ScalerPca_scale(t), tlcm_ScalerPca_scale_len(t),
 		 dim},
 		{"pca_mean", tlcm_ScalerPca_pca_mean(t),
@@ -85,15 +86,17 @@ int tlcm_scaler_pca_load(tlcm_scaler_pca_t *p, const void *buf, size_t len,
 	};
 	for (size_t v = 0; v < sizeof vec / sizeof vec[0]; v++) {
 		if (vec[v].len != vec[v].want)
-			return load_fail(p, why, cap, origin, "%s has %zu values, "
-					 "expected %zu (dim %" PRIu32 ", k %"
-					 PRIu32 ")", vec[v].name, vec[v].len,
-					 vec[v].want, dim, k);
+			return load_fail(p, why, cap, origin,
+					 "%s has %zu values, expected %zu "
+					 "(dim %" PRIu32 ", k %" PRIu32 ")",
+					 vec[v].name, vec[v].len, vec[v].want,
+					 dim, k);
 		size_t bad = first_non_finite(vec[v].v, vec[v].len);
 		if (bad < vec[v].len)
-			return load_fail(p, why, cap, origin, "%s[%zu] is %g, "
-					 "expected a finite number", vec[v].name,
-					 bad, (double)vec[v].v[bad]);
+			return load_fail(p, why, cap, origin,
+					 "%s[%zu] is %g, expected a finite "
+					 "number", vec[v].name, bad,
+					 (double)vec[v].v[bad]);
 	}
 	const float *mean = vec[0].v, *scale = vec[1].v, *pmean = vec[2].v,
 		    *comp = vec[3].v;
@@ -104,8 +107,9 @@ int tlcm_scaler_pca_load(tlcm_scaler_pca_t *p, const void *buf, size_t len,
 					 (double)scale[i]);
 	size_t evr = tlcm_ScalerPca_explained_variance_ratio_len(t);
 	if (tlcm_ScalerPca_explained_variance_ratio_is_present(t) && evr != k)
-		return load_fail(p, why, cap, origin, "explained_variance_ratio "
-				 "has %zu values, expected k = %" PRIu32, evr, k);
+		return load_fail(p, why, cap, origin,
+				 "explained_variance_ratio has %zu values, "
+				 "expected k = %" PRIu32, evr, k);
 
 	p->w = malloc((size_t)k * dim * sizeof *p->w);
 	p->c = malloc((size_t)k * sizeof *p->c);
@@ -167,7 +171,7 @@ void tlcm_scaler_pca_apply(const tlcm_scaler_pca_t *p, const float *x,
 	}
 }
 
-/* ---- the node ------------------------------------------------------------ */
+/* ---- the node --------------------------------------------------------- */
 
 typedef struct {
 	tlcm_scaler_pca_t p;
@@ -175,7 +179,8 @@ typedef struct {
 } spca_t;
 
 static const tlcm_port_desc_t inputs[] = {
-	{"in", "FEAT", "features with an embedding of the file's dim values", 0},
+	{"in", "FEAT", "features with an embedding of the file's dim values",
+	 0},
 	{0},
 };
 static const tlcm_port_desc_t outputs[] = {
@@ -273,8 +278,8 @@ static int eos(tlcm_ctx_t *ctx, void *st)
 {
 	spca_t *s = st;
 	tlcm_node_log(ctx, s->errors ? TLCM_LOG_WARN : TLCM_LOG_INFO,
-		      "projected %" PRIu64 " frames, skipped %" PRIu64, s->frames,
-		      s->errors);
+		      "projected %" PRIu64 " frames, skipped %" PRIu64,
+		      s->frames, s->errors);
 	return 0;
 }
 

@@ -19,7 +19,7 @@
 #include "nodes/transform/scaler_pca.h"
 #include "tests/tlcm_test.h"
 
-/* ---- .tspc buffers -------------------------------------------------------- */
+/* ---- .tspc buffers ------------------------------------------------------ */
 
 typedef struct {
 	uint32_t dim, k;
@@ -45,13 +45,16 @@ static size_t build(const spec_t *s, void **out)
 	tlcm_fbb_t b;
 	CHECK_INT(tlcm_fbb_init(&b, 0), 0);
 	tlcm_fbb_ref_t m = tlcm_ScalerPca_mean_create(&b, s->mean, s->nmean);
-	tlcm_fbb_ref_t sc = tlcm_ScalerPca_scale_create(&b, s->scale, s->nscale);
+	tlcm_fbb_ref_t sc = tlcm_ScalerPca_scale_create(&b, s->scale,
+							 s->nscale);
 	tlcm_fbb_ref_t pm = tlcm_ScalerPca_pca_mean_create(&b, s->pca_mean,
 							    s->npca);
 	tlcm_fbb_ref_t c = tlcm_ScalerPca_components_create(&b, s->comp,
 							     s->ncomp);
-	tlcm_fbb_ref_t e = s->evr ? tlcm_ScalerPca_explained_variance_ratio_create(
-					    &b, s->evr, s->nevr) : 0;
+	tlcm_fbb_ref_t e = 0;
+	if (s->evr)
+		e = tlcm_ScalerPca_explained_variance_ratio_create(&b, s->evr,
+								    s->nevr);
 	tlcm_ScalerPca_start(&b);
 	tlcm_ScalerPca_add_dim(&b, s->dim);
 	tlcm_ScalerPca_add_k(&b, s->k);
@@ -81,7 +84,7 @@ static void write_file(const char *path, const void *data, size_t len)
 	}
 }
 
-/* ---- the projection ------------------------------------------------------- */
+/* ---- the projection ----------------------------------------------------- */
 
 static void hand_computed(void)
 {
@@ -112,7 +115,7 @@ static void hand_computed(void)
 	free(buf);
 }
 
-/* ---- bad parameter buffers ------------------------------------------------ */
+/* ---- bad parameter buffers ---------------------------------------------- */
 
 static void expect_bad(const char *name, const void *buf, size_t len,
 		       const char *needle)
@@ -213,7 +216,7 @@ static void bad_files(void)
 	CHECK_CONTAINS(why, "/nonexistent/x.tspc");
 }
 
-/* ---- the node in a graph -------------------------------------------------- */
+/* ---- the node in a graph ------------------------------------------------ */
 
 #define NFRAMES 6
 
@@ -328,7 +331,8 @@ static int run_graph(const char *tspc, int dim, tlcm_run_result_t *res)
 		 "graph: spca\n"
 		 "nodes:\n"
 		 "  src: { type: featsrc, params: { dim: %d } }\n"
-		 "  pca: { type: transform.scaler_pca, params: { params: %s } }\n"
+		 "  pca: { type: transform.scaler_pca,\n"
+		 "         params: { params: %s } }\n"
 		 "  out: { type: catch }\n"
 		 "edges:\n"
 		 "  - { from: src.out, to: pca.in }\n"

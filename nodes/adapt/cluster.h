@@ -1,0 +1,63 @@
+/* cluster.h — the heuristic adapter's clustering step, usable without a
+ * graph (tests, tools).
+ *
+ * tlcm_cluster() groups n points of `dim` values (Euclidean):
+ *   1. noise: each point's distance to its min_points-th nearest other
+ *      point; a point beyond outlier_factor × the median of those
+ *      distances sits in no dense region and is noise (assign -1);
+ *   2. k-means++ on the rest for k = 2 .. k_max (`restarts` seedings per
+ *      k, Lloyd iterations to convergence, the lowest inertia kept); the
+ *      k with the highest mean silhouette wins when it reaches
+ *      min_silhouette, else the points form a single cluster. So two
+ *      separate groups split even when every point carries the same
+ *      predicted label;
+ *   3. per cluster: size, centroid and dispersion (root mean squared
+ *      distance of the members to the centroid).
+ * Deterministic for a given seed. Cost O(n² dim) (a distance matrix of n²
+ * floats); n is limited to TLCM_CLUSTER_MAX_POINTS.
+ */
+#ifndef TLCM_ADAPT_CLUSTER_H
+#define TLCM_ADAPT_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TLCM_CLUSTER_MAX_POINTS 4096
+#define TLCM_CLUSTER_MAX_K 16
+
+typedef struct tlcm_cluster_opts {
+	size_t k_max;          /* largest k tried, 1..TLCM_CLUSTER_MAX_K */
+	double min_silhouette; /* a split must reach this mean silhouette */
+	size_t min_points;     /* neighbour rank of the noise test (>= 1) */
+	double outlier_factor; /* noise beyond this × the median; 0: none */
+	unsigned restarts;     /* k-means++ seedings per k (>= 1) */
+	uint64_t seed;
+} tlcm_cluster_opts_t;
+
+typedef struct tlcm_clustering {
+	size_t n, dim, k;    /* points, dimension, clusters found */
+	int *assign;         /* per point: cluster 0..k-1, or -1 (noise) */
+	float *centroids;    /* k × dim */
+	size_t *sizes;       /* per cluster */
+	double *dispersion;  /* per cluster: RMS distance to the centroid */
+	double silhouette;   /* mean silhouette of the chosen split; 0 for
+				a single cluster */
+	size_t noise;        /* points assigned -1 */
+} tlcm_clustering_t;
+
+/* Cluster x (n × dim, row-major). out is filled (free it with
+ * tlcm_clustering_free, also after an error). TLCM_EINVAL for bad
+ * options or n beyond the limit, TLCM_ENOMEM. n == 0 gives k == 0. */
+int tlcm_cluster(const float *x, size_t n, size_t dim,
+		 const tlcm_cluster_opts_t *o, tlcm_clustering_t *out);
+void tlcm_clustering_free(tlcm_clustering_t *c);
+
+/* The (at most) m members of cluster c nearest its centroid, nearest
+ * first, as point indices into out; returns how many. */
+size_t tlcm_cluster_nearest(const tlcm_clustering_t *cl, const float *x,
+			    size_t c, size_t m, size_t *out);
+
+/* Euclidean distance of two dim-vectors. */
+double tlcm_cluster_dist(const float *a, const float *b, size_t dim);
+
+#endif
