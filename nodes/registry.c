@@ -1,10 +1,12 @@
 /* registry.c — the list of built-in node types (one line per type; each
  * node folder exports one descriptor). */
 #include "nodes/nodes.h"
+#include "nodes/adapt/adapt.h"
 #include "nodes/capture/capture_nodes.h"
 #include "nodes/drift/drift_nodes.h"
 #include "nodes/features/features.h"
 #include "nodes/knn/knn.h"
+#include "nodes/quarantine/quarantine.h"
 #include "nodes/test/test_nodes.h"
 #include "nodes/transform/scaler_pca.h"
 
@@ -26,6 +28,8 @@ static const tlcm_node_type_t *const builtin[] = {
 	&tlcm_node_drift_kswin,
 	&tlcm_node_drift_prediction_distribution,
 	&tlcm_node_knn,
+	&tlcm_node_quarantine,
+	&tlcm_node_adapt_heuristic,
 };
 
 int tlcm_builtin_nodes(tlcm_registry_t *r)

@@ -55,7 +55,7 @@ static int cmp_float(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* ---- k-means++ ------------------------------------------------------------- */
+/* ---- k-means++ -------------------------------------------------------- */
 
 typedef struct {
 	const float *x;   /* all points */
@@ -175,7 +175,7 @@ static double silhouette(const set_t *s, const float *dm, size_t n,
 	return s->m ? total / (double)s->m : 0;
 }
 
-/* ---- the whole step ----------------------------------------------------------- */
+/* ---- the whole step --------------------------------------------------- */
 
 void tlcm_clustering_free(tlcm_clustering_t *c)
 {

@@ -216,7 +216,7 @@ static void expire(quarantine_t *q, uint64_t now)
 	}
 }
 
-/* ---- parameters --------------------------------------------------------------- */
+/* ---- parameters ------------------------------------------------------- */
 
 static void read_runtime(tlcm_ctx_t *ctx, quarantine_t *q)
 {
@@ -310,7 +310,7 @@ static int param_changed(tlcm_ctx_t *ctx, void *st, const char *name)
 	return 0;
 }
 
-/* ---- persistence -------------------------------------------------------------- */
+/* ---- persistence ------------------------------------------------------ */
 
 static tlcm_fbb_ref_t build_sample(tlcm_fbb_t *b, const qsample_t *s,
 				   size_t dim, bool with_taken)
@@ -519,7 +519,7 @@ static int restore(tlcm_ctx_t *ctx, void *st, const void *data, size_t len)
 	return 0;
 }
 
-/* ---- batches ------------------------------------------------------------------ */
+/* ---- batches ---------------------------------------------------------- */
 
 static int emit_batch(tlcm_ctx_t *ctx, quarantine_t *q, const char *trigger)
 {
@@ -532,21 +532,19 @@ static int emit_batch(tlcm_ctx_t *ctx, quarantine_t *q, const char *trigger)
 			max += 160 + 4 * q->dim + (size_t)q->s[i].tw * q->s[i].th +
 			       (q->s[i].label ? strlen(q->s[i].label) : 0) +
 			       (q->s[i].truth ? strlen(q->s[i].truth) : 0);
+	tlcm_fbb_ref_t *refs = malloc(p * sizeof *refs);
+	if (!refs)
+		return TLCM_ENOMEM;
 	tlcm_fbb_t b;
 	int rc = tlcm_emit_begin(ctx, OUT_BATCH, &b, max);
-	if (rc == TLCM_ETOOBIG) {
-		tlcm_node_log(ctx, TLCM_LOG_ERROR, "a batch of %zu samples "
-			      "(up to %zu bytes) does not fit the `batch` "
-			      "edge: raise its capacity or lower max_size",
-			      p, max);
+	if (rc) {
+		free(refs);
+		if (rc == TLCM_ETOOBIG)
+			tlcm_node_log(ctx, TLCM_LOG_ERROR, "a batch of %zu "
+				      "samples (up to %zu bytes) does not fit "
+				      "the `batch` edge: raise its capacity or "
+				      "lower max_size", p, max);
 		return rc;
-	}
-	if (rc)
-		return rc;
-	tlcm_fbb_ref_t *refs = malloc(p * sizeof *refs);
-	if (!refs) {
-		/* the reservation is abandoned: nothing was committed */
-		return TLCM_ENOMEM;
 	}
 	size_t k = 0;
 	for (size_t i = 0; i < q->n; i++)
@@ -577,7 +575,7 @@ static int emit_batch(tlcm_ctx_t *ctx, quarantine_t *q, const char *trigger)
 	return 0;
 }
 
-/* ---- thumbnails --------------------------------------------------------------- */
+/* ---- thumbnails ------------------------------------------------------- */
 
 /* A gray thumbnail fitting in size × size: the mean of f × f blocks,
  * f = ceil(max(w, h) / size). */
@@ -654,7 +652,7 @@ static int on_frame(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 	return 0;
 }
 
-/* ---- predictions ---------------------------------------------------------------- */
+/* ---- predictions ------------------------------------------------------ */
 
 static unsigned conditions(const quarantine_t *q, float conf, float mdist)
 {
@@ -782,7 +780,7 @@ static int on_prediction(tlcm_ctx_t *ctx, quarantine_t *q,
 	return rc;
 }
 
-/* ---- drift and notices ------------------------------------------------------------ */
+/* ---- drift and notices ------------------------------------------------ */
 
 static int on_drift(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 {
@@ -893,7 +891,7 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 	return rc;
 }
 
-/* ---- describe ------------------------------------------------------------------- */
+/* ---- describe --------------------------------------------------------- */
 
 /* Append a JSON string (escaped) at buf[*at]; false when it did not fit
  * before `end`. */
@@ -973,12 +971,6 @@ static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 	return 0;
 }
 
-static int eos(tlcm_ctx_t *ctx, void *st)
-{
-	persist(ctx, st, true);
-	return 0;
-}
-
 const tlcm_node_type_t tlcm_node_quarantine = {
 	.name = "quarantine",
 	.doc = "hold uncertain predictions (features, thumbnail) for the "
@@ -993,7 +985,6 @@ const tlcm_node_type_t tlcm_node_quarantine = {
 	.param_changed = param_changed,
 	.snapshot = snapshot,
 	.restore = restore,
-	.eos = eos,
 	.describe = describe,
 	.fini = fini,
 };
