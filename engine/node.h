@@ -50,7 +50,10 @@
  *   count): the engine closes its outputs and downstream drains. Any other
  *   error is logged with the node id and handled by the node's on_error
  *   policy from the graph file: stop the graph (default), skip the message,
- *   or restart the node (fini + init).
+ *   or restart the node (fini + init). TLCM_EBADMSG from process says the
+ *   message is bad (wrong type, corrupt, wrong size): it is counted and
+ *   skipped whatever the policy, so bad input never stops a graph; log
+ *   which message it was (its frame id) before returning it.
  *
  * Every node also has an implicit input port `control` (messages of type
  * "CTRL", schemas/control.fbs): set a run-time parameter, reload, snapshot,

@@ -877,8 +877,19 @@ int tlcm_rollback_group(tlcm_ctx_t *c, uint64_t version)
 static bool on_error(tlcm_ctx_t *c, int rc, const char *what)
 {
 	sched_t *s = c->s;
+	uint64_t n = GET(c->st.errors);
 	BUMP(c->st.errors, 1);
 	atomic_store(&c->last_error, tlcm_strerror(rc));
+	if (rc == TLCM_EBADMSG) {
+		/* the message is at fault, not the node: drop it whatever
+		 * the policy (the node logged which one); say so now and
+		 * then, not for every one of a flood */
+		if (n < 5 || n % 1000 == 0)
+			tlcm_error(c->g->id, "%s: bad message skipped (%llu "
+				   "errors so far)", what,
+				   (unsigned long long)n + 1);
+		return true;
+	}
 	tlcm_error(c->g->id, "%s failed: %s", what, tlcm_strerror(rc));
 	switch (c->g->on_error) {
 	case TLCM_ON_ERROR_SKIP:

@@ -35,8 +35,8 @@ static const tlcm_param_desc_t params[] = {
 	 "order; 0 = no expectation", 0, 1e15, NULL, 0},
 	{"verify", TLCM_P_BOOL, "true", "verify Blob FlatBuffers and checksums",
 	 0, 0, NULL, 0},
-	{"report", TLCM_P_PATH, "", "write the summary as JSON to this file",
-	 0, 0, NULL, 0},
+	{"report", TLCM_P_PATH, "", "write the summary as JSON to this file "
+	 "(\"-\": stdout)", 0, 0, NULL, 0},
 	{0},
 };
 
@@ -126,7 +126,8 @@ static int eos(tlcm_ctx_t *ctx, void *st)
 		      s->reordered, p50, p99);
 	const char *path = tlcm_param_str(ctx, "report");
 	if (path && *path) {
-		FILE *f = fopen(path, "w");
+		bool out = !strcmp(path, "-"); /* stdout, never truncated */
+		FILE *f = out ? stdout : fopen(path, "w");
 		if (!f) {
 			tlcm_node_log(ctx, TLCM_LOG_ERROR, "cannot write report "
 				      "%s", path);
@@ -136,10 +137,12 @@ static int eos(tlcm_ctx_t *ctx, void *st)
 			",\"bad\":%" PRIu64 ",\"missing\":%" PRIu64
 			",\"gaps\":%" PRIu64 ",\"reordered\":%" PRIu64
 			",\"last_seq\":%" PRIu64 ",\"p50_ns\":%" PRIu64
-			",\"p99_ns\":%" PRIu64 ",\"seconds\":%.6f}\n",
+			",\"p99_ns\":%" PRIu64 ",\"seconds\":%.6f"
+			",\"per_s\":%.1f}\n",
 			s->count, s->bytes, s->bad, s->missing, s->gaps,
-			s->reordered, s->last_seq, p50, p99, secs);
-		if (fclose(f))
+			s->reordered, s->last_seq, p50, p99, secs,
+			secs > 0 ? (double)s->count / secs : 0.0);
+		if (out ? fflush(f) : fclose(f))
 			return TLCM_EIO;
 	}
 	int64_t expect = tlcm_param_int(ctx, "expect");

@@ -228,6 +228,8 @@ static size_t nsteps;
 
 typedef struct {
 	size_t i;
+	uint64_t waiting_since; /* ns, 0: not waiting */
+	bool told;
 } src_t;
 
 static const tlcm_port_desc_t src_out[] = {
@@ -402,9 +404,18 @@ static int src_tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 	switch (s->kind) {
 	case TS_WAIT:
 		if (!s->until()) {
+			uint64_t t = tlcm_now_ns();
+			if (!p->waiting_since)
+				p->waiting_since = t;
+			if (!p->told && t - p->waiting_since > 10000000000ull) {
+				fprintf(stderr, "script: step %zu still waiting "
+					"after 10 s\n", p->i);
+				p->told = true;
+			}
 			usleep(200);
 			return 0;
 		}
+		p->waiting_since = 0;
 		break;
 	case TS_SLEEP: usleep(s->ms * 1000u); break;
 	case TS_PRED: rc = emit_pred(ctx, s); break;

@@ -424,7 +424,7 @@ static void bad_input(const char *dir)
 	CHECK_CONTAINS(text, "[det] input: invalid Prediction");
 	CHECK_CONTAINS(text, "[det] input: Prediction with a non-finite "
 		       "confidence");
-	CHECK_CONTAINS(text, "[det] process failed");
+	CHECK_CONTAINS(text, "[det] process: bad message skipped");
 	free(text);
 }
 

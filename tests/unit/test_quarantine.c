@@ -468,7 +468,7 @@ static void bad_input(const char *dir)
 	CHECK_CONTAINS(text, "[q] in: frame 21: 3 features, the quarantined "
 		       "samples have 2");
 	CHECK_CONTAINS(text, "[q] in: frame 22: non-finite confidence");
-	CHECK_CONTAINS(text, "[q] process failed");
+	CHECK_CONTAINS(text, "[q] process: bad message skipped");
 	free(text);
 }
 

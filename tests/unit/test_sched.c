@@ -66,7 +66,10 @@ static const tlcm_node_type_t probe_type = {
 	.state_size = sizeof(uint64_t), .process = probe_process};
 
 static const tlcm_param_desc_t failer_params[] = {
-	{"at", TLCM_P_INT, "10", "fail on this message", 0, 0, NULL, 0}, {0}};
+	{"at", TLCM_P_INT, "10", "fail on this message", 0, 0, NULL, 0},
+	{"bad", TLCM_P_BOOL, "false", "fail with TLCM_EBADMSG (a bad message) "
+	 "instead of TLCM_EIO", 0, 0, NULL, 0},
+	{0}};
 
 typedef struct {
 	int64_t n;
@@ -88,7 +91,7 @@ static int failer_process(tlcm_ctx_t *ctx, void *st, int port,
 	failer_t *f = st;
 	(void)port;
 	if (++f->n == tlcm_param_int(ctx, "at"))
-		return TLCM_EIO;
+		return tlcm_param_bool(ctx, "bad") ? TLCM_EBADMSG : TLCM_EIO;
 	return tlcm_emit_msg(ctx, 0, m) == TLCM_EAGAIN ? 0 : 0;
 }
 
@@ -389,6 +392,17 @@ static void error_policies(void)
 	CHECK_INT(run(g, 0, &res), TLCM_EIO);
 	CHECK_CONTAINS(res.why, "node 'f' (type failer): process failed");
 	CHECK_UINT(res.nodes[1].errors, 1);
+	tlcm_run_result_fini(&res);
+	tlcm_graph_free(g);
+
+	/* a bad message is skipped even under stop: bad input never stops
+	 * a graph */
+	const char *bad[] = {"f.bad=true"};
+	g = load(ERR_GRAPH("stop"), bad, 1);
+	CHECK_INT(run(g, 0, &res), 0);
+	CHECK_STR(res.why, "");
+	CHECK_UINT(res.nodes[1].errors, 1);
+	CHECK_UINT(res.nodes[2].in, 99);
 	tlcm_run_result_fini(&res);
 	tlcm_graph_free(g);
 
