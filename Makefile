@@ -16,8 +16,10 @@ deps:
 build: deps
 	@tools/build build
 
+# The perception front on Fashion-MNIST until the learning loop's
+# graphs/demo.yaml replaces it (issue 6).
 demo: build
-	build/bin/tinylcm run graphs/demo.yaml
+	build/bin/tinylcm run graphs/front.yaml
 
 test: deps
 	@tools/run-tests
