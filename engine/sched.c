@@ -135,9 +135,11 @@ struct sched {
 	uint64_t id_next, id_limit;
 };
 
-/* Engine singleton: stop requests from signal handlers (or
- * tlcm_request_stop) for the graph being run. */
-static volatile sig_atomic_t stop_signals;
+/* Engine singleton: stop requests from signal handlers and from other
+ * threads (tlcm_request_stop) for the graph being run. A lock-free atomic:
+ * safe in a handler and seen across threads. */
+static atomic_int stop_signals;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "stop_signals must be lock-free");
 
 /* Process isolation (engine singletons, set once in a node's child
  * process right after fork): the child runs one node on one thread and
@@ -1143,8 +1145,10 @@ static void release_node(tlcm_ctx_t *c)
 	bool more = atomic_load(&c->tick_due) ||
 		    (c->t->tick && atomic_load(&c->tick_period) == 0) ||
 		    (source(c) && atomic_load(&s->stopping));
+	/* an input at end of stream stays readable (closed): arming it
+	 * would re-queue the node forever while its other inputs wait */
 	for (size_t k = 0; k < c->nin && !more; k++)
-		more = tlcm_ring_arm(c->in[k].ring);
+		more = !c->in[k].eos && tlcm_ring_arm(c->in[k].ring);
 	if (more)
 		wake(c);
 }
@@ -1724,12 +1728,12 @@ static void *timer(void *arg)
 static void on_signal(int sig)
 {
 	(void)sig;
-	stop_signals++;
+	atomic_fetch_add(&stop_signals, 1);
 }
 
 void tlcm_request_stop(void)
 {
-	stop_signals++;
+	atomic_fetch_add(&stop_signals, 1);
 }
 
 static int ranks(sched_t *s)
@@ -2315,7 +2319,7 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 
 	struct sigaction sa = {0}, old_int, old_term;
 	if (o && o->handle_signals) {
-		stop_signals = 0;
+		atomic_store(&stop_signals, 0);
 		sa.sa_handler = on_signal;
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGINT, &sa, &old_int);
@@ -2375,7 +2379,7 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 		}
 		pthread_cond_timedwait(&s->done_cv, &s->mu, &ts);
 		pthread_mutex_unlock(&s->mu);
-		int sigs = stop_signals;
+		int sigs = atomic_load(&stop_signals);
 		if (sigs != seen_signals) {
 			seen_signals = sigs;
 			if (sigs == 1) {

@@ -134,11 +134,14 @@ void cap_reset(void)
 	for (size_t i = 0; i < cap_rec.n; i++)
 		free(cap_rec.frames[i].pixels);
 	free(cap_rec.frames);
-	bool keep = cap_rec.keep_pixels;
-	size_t max = cap_rec.max;
-	memset(&cap_rec, 0, sizeof cap_rec);
-	cap_rec.keep_pixels = keep;
-	cap_rec.max = max;
+	/* field by field: another thread may be polling count (watch) */
+	cap_rec.frames = NULL;
+	cap_rec.n = 0;
+	atomic_store(&cap_rec.count, 0);
+	cap_rec.bad = 0;
+	cap_rec.bad_why[0] = 0;
+	cap_rec.describe[0] = 0;
+	cap_rec.log[0] = 0;
 }
 
 int cap_run(const char *yaml, double duration_s, tlcm_run_result_t *res)
