@@ -1,5 +1,19 @@
 /* error.c — human messages for TLCM_E* codes (see error.h). */
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "engine/error.h"
+
+int tlcm_fail(char *why, size_t cap, int code, const char *fmt, ...)
+{
+	if (why && cap) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(why, cap, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
 
 const char *tlcm_strerror(int code)
 {

@@ -32,4 +32,12 @@ enum {
 /* A static, never-NULL description of code (unknown codes included). */
 const char *tlcm_strerror(int code);
 
+#include <stddef.h>
+
+/* Write the "what and where" into why (when why and cap) and return code:
+ *   return tlcm_fail(why, cap, TLCM_EPARSE, "%s: no tensor %d", path, i);
+ */
+int tlcm_fail(char *why, size_t cap, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 #endif

@@ -23,20 +23,6 @@
 
 /* ---- messages ------------------------------------------------------------ */
 
-static int fail(char *why, size_t cap, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *why, size_t cap, int rc, const char *fmt, ...)
-{
-	if (why && cap) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, cap, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 const char *tlcm_shape_str(const int32_t *shape, int rank, char *buf,
 			   size_t cap)
 {
@@ -87,12 +73,12 @@ static int decode_tensors(tlcm_model_t *m, tlcm_Model_table_t root,
 		x->name = tlcm_Tensor_name(t);
 		x->producer = -1;
 		if (!x->name || !*x->name)
-			return fail(why, cap, TLCM_EINVAL, "%s: tensor %zu has an"
+			return tlcm_fail(why, cap, TLCM_EINVAL, "%s: tensor %zu has an"
 				    " empty name, expected a unique name", org,
 				    i);
 		size_t rank = tlcm_Tensor_shape_len(t);
 		if (rank < 1 || rank > TLCM_MODEL_MAX_RANK)
-			return fail(why, cap, TLCM_EINVAL, "%s: tensor %zu '%s' "
+			return tlcm_fail(why, cap, TLCM_EINVAL, "%s: tensor %zu '%s' "
 				    "has rank %zu, expected 1 to %d", org, i,
 				    x->name, rank, TLCM_MODEL_MAX_RANK);
 		x->rank = (int)rank;
@@ -101,12 +87,12 @@ static int decode_tensors(tlcm_model_t *m, tlcm_Model_table_t root,
 			int32_t v = tlcm_Tensor_shape_at(t, d);
 			x->shape[d] = v;
 			if (v < 1)
-				return fail(why, cap, TLCM_EINVAL, "%s: tensor %zu"
+				return tlcm_fail(why, cap, TLCM_EINVAL, "%s: tensor %zu"
 					    " '%s' has dimension %zu = %d, "
 					    "expected >= 1", org, i, x->name,
 					    d, (int)v);
 			if ((size_t)v > MAX_ELEMS / x->size)
-				return fail(why, cap, TLCM_ETOOBIG, "%s: tensor "
+				return tlcm_fail(why, cap, TLCM_ETOOBIG, "%s: tensor "
 					    "%zu '%s' has more than %zu "
 					    "elements", org, i, x->name,
 					    MAX_ELEMS);
@@ -116,7 +102,7 @@ static int decode_tensors(tlcm_model_t *m, tlcm_Model_table_t root,
 			size_t n = tlcm_Tensor_data_len(t);
 			char s[64];
 			if (n != x->size)
-				return fail(why, cap, TLCM_EINVAL, "%s: tensor %zu"
+				return tlcm_fail(why, cap, TLCM_EINVAL, "%s: tensor %zu"
 					    " '%s' holds %zu floats, expected "
 					    "%zu for shape %s", org, i, x->name,
 					    n, x->size,
@@ -128,7 +114,7 @@ static int decode_tensors(tlcm_model_t *m, tlcm_Model_table_t root,
 	for (size_t i = 0; i < m->ntensors; i++)
 		for (size_t j = 0; j < i; j++)
 			if (!strcmp(m->tensors[i].name, m->tensors[j].name))
-				return fail(why, cap, TLCM_EINVAL, "%s: tensors "
+				return tlcm_fail(why, cap, TLCM_EINVAL, "%s: tensors "
 					    "%zu and %zu are both named '%s', "
 					    "expected unique names", org, j, i,
 					    m->tensors[i].name);
@@ -148,7 +134,7 @@ static int decode_ops(tlcm_model_t *m, tlcm_Model_table_t root, char *why,
 		o->type = tlcm_Op_type(t);
 		o->out = -1;
 		if (!tlcm_OpType_is_known(o->type))
-			return fail(why, cap, TLCM_EINVAL, "%s: op %zu has "
+			return tlcm_fail(why, cap, TLCM_EINVAL, "%s: op %zu has "
 				    "unknown type %u, expected 0..%u", m->origin,
 				    i, (unsigned)o->type,
 				    (unsigned)tlcm_OpType_Pad);
@@ -158,10 +144,10 @@ static int decode_ops(tlcm_model_t *m, tlcm_Model_table_t root, char *why,
 		char lab[160];
 		tlcm_model_op_label(m, i, lab, sizeof lab);
 		if (nout != 1)
-			return fail(why, cap, TLCM_EINVAL, "%s: %s has %zu "
+			return tlcm_fail(why, cap, TLCM_EINVAL, "%s: %s has %zu "
 				    "outputs, expected 1", m->origin, lab, nout);
 		if (nin > TLCM_MODEL_MAX_IN)
-			return fail(why, cap, TLCM_EINVAL, "%s: %s has %zu "
+			return tlcm_fail(why, cap, TLCM_EINVAL, "%s: %s has %zu "
 				    "inputs, expected at most %d", m->origin, lab,
 				    nin, TLCM_MODEL_MAX_IN);
 		o->nin = (int)nin;
@@ -210,7 +196,7 @@ static int want_rank(const opck_t *c, int k, const char *role, int rank)
 	char s[64];
 	if (t->rank == rank)
 		return 0;
-	return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: %s tensor %d '%s' "
+	return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: %s tensor %d '%s' "
 		    "has shape %s, expected rank %d", c->m->origin, c->lab,
 		    role, c->o->in[k], t->name,
 		    tlcm_shape_str(t->shape, t->rank, s, sizeof s), rank);
@@ -223,7 +209,7 @@ static int want_bias(const opck_t *c, int n)
 	char s[64];
 	if (!t || (t->rank == 1 && t->shape[0] == n))
 		return 0;
-	return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: bias tensor %d '%s' "
+	return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: bias tensor %d '%s' "
 		    "has shape %s, expected [%d]", c->m->origin, c->lab,
 		    c->o->in[2], t->name,
 		    tlcm_shape_str(t->shape, t->rank, s, sizeof s), n);
@@ -235,7 +221,7 @@ static int out_size(const opck_t *c, const char *axis, int in, int pad0,
 {
 	long eff = (long)dil * (k - 1) + 1, padded = (long)in + pad0 + pad1;
 	if (padded < eff)
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: padded input %s"
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: padded input %s"
 			    " %ld is smaller than the (dilated) kernel %ld",
 			    c->m->origin, c->lab, axis, padded, eff);
 	*out = (int32_t)((padded - eff) / stride + 1);
@@ -269,41 +255,41 @@ static int check_params(const opck_t *c)
 	const char *org = c->m->origin;
 	if (o->stride_h < 1 || o->stride_w < 1 || o->dilation_h < 1 ||
 	    o->dilation_w < 1)
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: stride %dx%d, "
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: stride %dx%d, "
 			    "dilation %dx%d, expected >= 1", org, c->lab,
 			    o->stride_h, o->stride_w, o->dilation_h,
 			    o->dilation_w);
 	if (o->pad_top < 0 || o->pad_bottom < 0 || o->pad_left < 0 ||
 	    o->pad_right < 0)
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: padding top %d"
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: padding top %d"
 			    " bottom %d left %d right %d, expected >= 0", org,
 			    c->lab, o->pad_top, o->pad_bottom, o->pad_left,
 			    o->pad_right);
 	if (!tlcm_Activation_is_known(o->activation))
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: unknown fused "
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: unknown fused "
 			    "activation %u, expected None, Relu or Relu6", org,
 			    c->lab, (unsigned)o->activation);
 	if (o->activation != tlcm_Activation_None && !has_activation(o->type))
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: a fused "
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: a fused "
 			    "activation (%s) on an op that has none, expected "
 			    "None", org, c->lab,
 			    tlcm_Activation_name(o->activation));
 	if (o->type == tlcm_OpType_Clamp &&
 	    !(o->clamp_min <= o->clamp_max))
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: clamp_min %g > "
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: clamp_min %g > "
 			    "clamp_max %g", org, c->lab, (double)o->clamp_min,
 			    (double)o->clamp_max);
 	if ((o->type == tlcm_OpType_AveragePool2D ||
 	     o->type == tlcm_OpType_MaxPool2D) &&
 	    (o->kernel_h < 1 || o->kernel_w < 1))
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: kernel %dx%d, "
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: kernel %dx%d, "
 			    "expected >= 1", org, c->lab, o->kernel_h,
 			    o->kernel_w);
 	if ((o->type == tlcm_OpType_AveragePool2D ||
 	     o->type == tlcm_OpType_MaxPool2D) &&
 	    (o->pad_top >= o->kernel_h || o->pad_bottom >= o->kernel_h ||
 	     o->pad_left >= o->kernel_w || o->pad_right >= o->kernel_w))
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: padding top %d"
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: padding top %d"
 			    " bottom %d left %d right %d with a %dx%d window, "
 			    "expected less than the window (a window in the "
 			    "padding alone has no input)", org, c->lab,
@@ -311,11 +297,11 @@ static int check_params(const opck_t *c)
 			    o->pad_right, o->kernel_h, o->kernel_w);
 	if (o->type == tlcm_OpType_AveragePool2D &&
 	    (o->dilation_h != 1 || o->dilation_w != 1))
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: dilation %dx%d,"
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: dilation %dx%d,"
 			    " expected 1x1 for average pooling", org, c->lab,
 			    o->dilation_h, o->dilation_w);
 	if (o->type == tlcm_OpType_DepthwiseConv2D && o->depth_multiplier < 1)
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: depth "
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: depth "
 			    "multiplier %d, expected >= 1", org, c->lab,
 			    o->depth_multiplier);
 	return 0;
@@ -352,7 +338,7 @@ static int infer(const opck_t *c, int32_t *exp, int *erank)
 		    (rc = want_rank(c, 1, "filter", 4)))
 			return rc;
 		if (w->shape[3] != x->shape[3])
-			return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: filter"
+			return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: filter"
 				    " tensor %d '%s' has shape %s, expected "
 				    "[out,kh,kw,%d] (OHWI, input channels %d)",
 				    org, c->lab, o->in[1], w->name,
@@ -368,7 +354,7 @@ static int infer(const opck_t *c, int32_t *exp, int *erank)
 			return rc;
 		long ch = (long)x->shape[3] * o->depth_multiplier;
 		if (w->shape[0] != 1 || w->shape[3] != ch)
-			return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: filter"
+			return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: filter"
 				    " tensor %d '%s' has shape %s, expected "
 				    "[1,kh,kw,%ld] (input channels %d x depth "
 				    "multiplier %d)", org, c->lab, o->in[1],
@@ -383,7 +369,7 @@ static int infer(const opck_t *c, int32_t *exp, int *erank)
 		if ((rc = want_rank(c, 1, "weights", 2)))
 			return rc;
 		if (x->size != (size_t)w->shape[1])
-			return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: input "
+			return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: input "
 				    "tensor %d '%s' of shape %s has %zu elements"
 				    " per frame, the weights tensor %d '%s' of "
 				    "shape %s expects %d", org, c->lab, o->in[0],
@@ -420,7 +406,7 @@ static int infer(const opck_t *c, int32_t *exp, int *erank)
 	case tlcm_OpType_Add:
 	case tlcm_OpType_Multiply:
 		if (!broadcasts(x, w))
-			return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: second "
+			return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: second "
 				    "input tensor %d '%s' has shape %s, expected "
 				    "the first's %s or [%d] (per channel)", org,
 				    c->lab, o->in[1], w->name,
@@ -433,7 +419,7 @@ static int infer(const opck_t *c, int32_t *exp, int *erank)
 	case tlcm_OpType_Reshape: {
 		const tlcm_tensor_t *y = &c->m->tensors[o->out];
 		if (y->size != x->size)
-			return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: output "
+			return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: output "
 				    "tensor %d '%s' has shape %s (%zu elements),"
 				    " expected %zu elements like input %s", org,
 				    c->lab, o->out, y->name,
@@ -505,12 +491,12 @@ static int check_wiring(const opck_t *c)
 	int lo, hi;
 	arity(o->type, &lo, &hi);
 	if (o->nin < lo || o->nin > hi)
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s has %d inputs, "
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s has %d inputs, "
 			    "expected %d%s%s", org, c->lab, o->nin, lo,
 			    hi > lo ? " or " : "",
 			    hi > lo ? "3 (input, weights, bias or -1)" : "");
 	if (o->out < 0 || (size_t)o->out >= m->ntensors)
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: output tensor "
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: output tensor "
 			    "index %d out of range, expected 0..%zu", org,
 			    c->lab, o->out, m->ntensors - 1);
 	for (int k = 0; k < o->nin; k++) {
@@ -518,38 +504,38 @@ static int check_wiring(const opck_t *c)
 		if (t == -1 && k == 2)
 			continue;
 		if (t < 0 || (size_t)t >= m->ntensors)
-			return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: %s "
+			return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: %s "
 				    "tensor index %d out of range, expected "
 				    "0..%zu%s", org, c->lab, role(o->type, k), t,
 				    m->ntensors - 1,
 				    k == 2 ? " or -1 (no bias)" : "");
 		const tlcm_tensor_t *x = &m->tensors[t];
 		if (k > 0 && weighted(o->type) && !x->data)
-			return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: %s "
+			return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: %s "
 				    "tensor %d '%s' has no data, expected "
 				    "constant weights", org, c->lab,
 				    role(o->type, k), t, x->name);
 		if (k == 0 && x->data)
-			return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: input "
+			return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s: input "
 				    "tensor %d '%s' is a constant, expected an "
 				    "activation", org, c->lab, t, x->name);
 		if (!x->data && t != m->input && x->producer < 0)
-			return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s reads "
+			return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s reads "
 				    "tensor %d '%s' before any op writes it "
 				    "(ops must be in execution order)", org,
 				    c->lab, t, x->name);
 	}
 	const tlcm_tensor_t *y = &m->tensors[o->out];
 	if (y->data)
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s writes constant "
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s writes constant "
 			    "tensor %d '%s', expected an activation", org,
 			    c->lab, o->out, y->name);
 	if (o->out == m->input)
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s writes the "
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s writes the "
 			    "model input tensor %d '%s'", org, c->lab, o->out,
 			    y->name);
 	if (y->producer >= 0)
-		return fail(c->why, c->cap, TLCM_EINVAL, "%s: %s writes tensor "
+		return tlcm_fail(c->why, c->cap, TLCM_EINVAL, "%s: %s writes tensor "
 			    "%d '%s', already written by op %d", org, c->lab,
 			    o->out, y->name, y->producer);
 	return 0;
@@ -564,7 +550,7 @@ static int want_batch1(const tlcm_model_t *m, int t, const char *what,
 	char s[64];
 	if (x->rank >= 2 && x->shape[0] == 1)
 		return 0;
-	return fail(why, cap, TLCM_EINVAL, "%s: %s tensor %d '%s' has shape %s,"
+	return tlcm_fail(why, cap, TLCM_EINVAL, "%s: %s tensor %d '%s' has shape %s,"
 		    " expected [1,...] (batch dimension first, 1 in the file)",
 		    m->origin, what, t, x->name,
 		    tlcm_shape_str(x->shape, x->rank, s, sizeof s));
@@ -588,7 +574,7 @@ static int check_ops(tlcm_model_t *m, char *why, size_t cap)
 		if (y->rank != erank ||
 		    memcmp(y->shape, exp, (size_t)erank * sizeof exp[0])) {
 			char s[64], s2[64];
-			return fail(why, cap, TLCM_EINVAL, "%s: %s: output tensor"
+			return tlcm_fail(why, cap, TLCM_EINVAL, "%s: %s: output tensor"
 				    " %d '%s' has shape %s, expected %s",
 				    m->origin, c.lab, m->ops[i].out, y->name,
 				    tlcm_shape_str(y->shape, y->rank, s,
@@ -609,16 +595,16 @@ static int check_io(tlcm_model_t *m, tlcm_Model_table_t root, char *why,
 	const char *org = m->origin;
 	size_t nin = tlcm_Model_inputs_len(root);
 	if (nin != 1)
-		return fail(why, cap, TLCM_EINVAL, "%s: the model has %zu inputs,"
+		return tlcm_fail(why, cap, TLCM_EINVAL, "%s: the model has %zu inputs,"
 			    " expected exactly 1", org, nin);
 	m->input = tlcm_Model_inputs_at(root, 0);
 	if (m->input < 0 || (size_t)m->input >= m->ntensors)
-		return fail(why, cap, TLCM_EINVAL, "%s: input tensor index %d out "
+		return tlcm_fail(why, cap, TLCM_EINVAL, "%s: input tensor index %d out "
 			    "of range, expected 0..%zu", org, m->input,
 			    m->ntensors ? m->ntensors - 1 : 0);
 	const tlcm_tensor_t *x = &m->tensors[m->input];
 	if (x->data)
-		return fail(why, cap, TLCM_EINVAL, "%s: input tensor %d '%s' "
+		return tlcm_fail(why, cap, TLCM_EINVAL, "%s: input tensor %d '%s' "
 			    "holds data, expected an activation", org,
 			    m->input, x->name);
 	int rc = want_batch1(m, m->input, "input", why, cap);
@@ -626,7 +612,7 @@ static int check_io(tlcm_model_t *m, tlcm_Model_table_t root, char *why,
 		return rc;
 	m->noutputs = tlcm_Model_outputs_len(root);
 	if (!m->noutputs)
-		return fail(why, cap, TLCM_EINVAL, "%s: the model has no outputs,"
+		return tlcm_fail(why, cap, TLCM_EINVAL, "%s: the model has no outputs,"
 			    " expected at least one (e.g. 'embedding')", org);
 	m->outputs = calloc(m->noutputs, sizeof *m->outputs);
 	if (!m->outputs)
@@ -634,7 +620,7 @@ static int check_io(tlcm_model_t *m, tlcm_Model_table_t root, char *why,
 	size_t channels = (size_t)x->shape[x->rank - 1];
 	m->input_scale = tlcm_Model_input_scale(root);
 	if (!isfinite(m->input_scale) || m->input_scale == 0)
-		return fail(why, cap, TLCM_EINVAL, "%s: input_scale %g, expected "
+		return tlcm_fail(why, cap, TLCM_EINVAL, "%s: input_scale %g, expected "
 			    "a finite non-zero number", org,
 			    (double)m->input_scale);
 	m->nmean = tlcm_Model_input_mean_len(root);
@@ -642,20 +628,20 @@ static int check_io(tlcm_model_t *m, tlcm_Model_table_t root, char *why,
 	m->nstd = tlcm_Model_input_std_len(root);
 	m->input_std = m->nstd ? tlcm_Model_input_std(root) : NULL;
 	if (m->nmean > 1 && m->nmean != channels)
-		return fail(why, cap, TLCM_EINVAL, "%s: input_mean has %zu "
+		return tlcm_fail(why, cap, TLCM_EINVAL, "%s: input_mean has %zu "
 			    "values, expected 1 or %zu (input channels)", org,
 			    m->nmean, channels);
 	if (m->nstd > 1 && m->nstd != channels)
-		return fail(why, cap, TLCM_EINVAL, "%s: input_std has %zu values,"
+		return tlcm_fail(why, cap, TLCM_EINVAL, "%s: input_std has %zu values,"
 			    " expected 1 or %zu (input channels)", org,
 			    m->nstd, channels);
 	for (size_t i = 0; i < m->nmean; i++)
 		if (!isfinite(m->input_mean[i]))
-			return fail(why, cap, TLCM_EINVAL, "%s: input_mean[%zu] "
+			return tlcm_fail(why, cap, TLCM_EINVAL, "%s: input_mean[%zu] "
 				    "is not finite", org, i);
 	for (size_t i = 0; i < m->nstd; i++)
 		if (!isfinite(m->input_std[i]) || m->input_std[i] == 0)
-			return fail(why, cap, TLCM_EINVAL, "%s: input_std[%zu] = "
+			return tlcm_fail(why, cap, TLCM_EINVAL, "%s: input_std[%zu] = "
 				    "%g, expected finite and non-zero", org, i,
 				    (double)m->input_std[i]);
 	return 0;
@@ -668,17 +654,17 @@ static int check_outputs(tlcm_model_t *m, tlcm_Model_table_t root,
 		int t = tlcm_Model_outputs_at(root, i);
 		m->outputs[i] = t;
 		if (t < 0 || (size_t)t >= m->ntensors)
-			return fail(why, cap, TLCM_EINVAL, "%s: output %zu: tensor"
+			return tlcm_fail(why, cap, TLCM_EINVAL, "%s: output %zu: tensor"
 				    " index %d out of range, expected 0..%zu",
 				    m->origin, i, t, m->ntensors - 1);
 		const tlcm_tensor_t *y = &m->tensors[t];
 		if (y->producer < 0)
-			return fail(why, cap, TLCM_EINVAL, "%s: output %zu: tensor"
+			return tlcm_fail(why, cap, TLCM_EINVAL, "%s: output %zu: tensor"
 				    " %d '%s' is not written by any op, expected"
 				    " an op's output", m->origin, i, t, y->name);
 		for (size_t j = 0; j < i; j++)
 			if (m->outputs[j] == t)
-				return fail(why, cap, TLCM_EINVAL, "%s: outputs "
+				return tlcm_fail(why, cap, TLCM_EINVAL, "%s: outputs "
 					    "%zu and %zu are both tensor %d "
 					    "'%s'", m->origin, j, i, t, y->name);
 	}
@@ -691,7 +677,7 @@ static int parse(tlcm_model_t *m, char *why, size_t cap)
 {
 	const char *vwhy = NULL;
 	if (tlcm_Model_verify_as_root(m->buf, m->len, &vwhy))
-		return fail(why, cap, TLCM_EBADMSG, "%s: not a valid TinyLCM model"
+		return tlcm_fail(why, cap, TLCM_EBADMSG, "%s: not a valid TinyLCM model"
 			    " (.tlm, identifier TLMD): %s", m->origin,
 			    vwhy ? vwhy : "verification failed");
 	tlcm_Model_table_t root = tlcm_Model_as_root(m->buf);
@@ -724,7 +710,7 @@ int tlcm_model_from_buffer(tlcm_model_t **out, const void *buf, size_t len,
 	tlcm_model_t *m = calloc(1, sizeof *m);
 	if (!m || !(m->origin = strdup(origin))) {
 		free(m);
-		return fail(why, cap, TLCM_ENOMEM, "%s: out of memory", origin);
+		return tlcm_fail(why, cap, TLCM_ENOMEM, "%s: out of memory", origin);
 	}
 	int rc = 0;
 	if (is_tflite(buf, len)) {
@@ -732,14 +718,14 @@ int tlcm_model_from_buffer(tlcm_model_t **out, const void *buf, size_t len,
 		rc = tlcm_tflite_to_tlm(buf, len, &m->buf, &m->len, sub,
 					sizeof sub);
 		if (rc)
-			fail(why, cap, rc, "%s: .tflite import failed: %s",
+			tlcm_fail(why, cap, rc, "%s: .tflite import failed: %s",
 			     origin, sub[0] ? sub : tlcm_strerror(rc));
 	} else {
 		m->len = len;
 		m->buf = malloc(len ? len : 1); /* malloc alignment for the
 						   float vectors */
 		if (!m->buf)
-			rc = fail(why, cap, TLCM_ENOMEM, "%s: out of memory",
+			rc = tlcm_fail(why, cap, TLCM_ENOMEM, "%s: out of memory",
 				  origin);
 		else if (len)
 			memcpy(m->buf, buf, len);
@@ -760,7 +746,7 @@ int tlcm_model_load(tlcm_model_t **out, const char *path, char *why,
 	*out = NULL;
 	FILE *f = fopen(path, "rb");
 	if (!f)
-		return fail(why, cap, errno == ENOENT ? TLCM_ENOENT : TLCM_EIO,
+		return tlcm_fail(why, cap, errno == ENOENT ? TLCM_ENOENT : TLCM_EIO,
 			    "%s: cannot open: %s", path, strerror(errno));
 	size_t n = 0, capb = 1 << 16;
 	char *buf = malloc(capb);
@@ -770,7 +756,7 @@ int tlcm_model_load(tlcm_model_t **out, const char *path, char *why,
 			char *nb = capb > TLCM_FB_MAX_BUFFER / 2
 					   ? NULL : realloc(buf, capb * 2);
 			if (!nb) {
-				rc = fail(why, cap, TLCM_ETOOBIG, "%s: larger "
+				rc = tlcm_fail(why, cap, TLCM_ETOOBIG, "%s: larger "
 					  "than %zu bytes", path,
 					  (size_t)TLCM_FB_MAX_BUFFER);
 				break;
@@ -782,14 +768,14 @@ int tlcm_model_load(tlcm_model_t **out, const char *path, char *why,
 		n += k;
 		if (k == 0) {
 			if (ferror(f))
-				rc = fail(why, cap, TLCM_EIO, "%s: read error",
+				rc = tlcm_fail(why, cap, TLCM_EIO, "%s: read error",
 					  path);
 			break;
 		}
 	}
 	fclose(f);
 	if (rc == TLCM_ENOMEM)
-		fail(why, cap, rc, "%s: out of memory", path);
+		tlcm_fail(why, cap, rc, "%s: out of memory", path);
 	if (!rc)
 		rc = tlcm_model_from_buffer(out, buf, n, path, why, cap);
 	free(buf);
@@ -847,13 +833,13 @@ static int set_per_channel(float *dst, unsigned channels, const float *v,
 			   char *why, size_t cap)
 {
 	if (n != 1 && n != channels)
-		return fail(why, cap, TLCM_EINVAL, "%s has %zu values, expected 1"
+		return tlcm_fail(why, cap, TLCM_EINVAL, "%s has %zu values, expected 1"
 			    " (all channels) or %u (one per input channel)",
 			    what, n, channels);
 	for (unsigned c = 0; c < channels; c++) {
 		float x = v[n == 1 ? 0 : c];
 		if (!isfinite(x) || (nonzero && x == 0))
-			return fail(why, cap, TLCM_EINVAL, "%s[%u] = %g, expected"
+			return tlcm_fail(why, cap, TLCM_EINVAL, "%s[%u] = %g, expected"
 				    " a finite%s number", what, c, (double)x,
 				    nonzero ? " non-zero" : "");
 		dst[c] = x;
@@ -868,7 +854,7 @@ int tlcm_prep_init(tlcm_prep_t *p, const tlcm_model_t *m, char *why,
 	char s[64];
 	memset(p, 0, sizeof *p);
 	if (x->rank != 4 || (x->shape[3] != 1 && x->shape[3] != 3))
-		return fail(why, cap, TLCM_EINVAL, "%s: input tensor %d '%s' has "
+		return tlcm_fail(why, cap, TLCM_EINVAL, "%s: input tensor %d '%s' has "
 			    "shape %s, expected an image [1,H,W,1] or [1,H,W,3]",
 			    m->origin, m->input, x->name,
 			    tlcm_shape_str(x->shape, x->rank, s, sizeof s));

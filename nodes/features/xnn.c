@@ -33,20 +33,6 @@ struct tlcm_xnn {
 	size_t nowned, capowned;
 };
 
-static int fail(char *why, size_t cap, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *why, size_t cap, int rc, const char *fmt, ...)
-{
-	if (why && cap) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, cap, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 static const char *status_str(enum xnn_status s)
 {
 	switch (s) {
@@ -163,7 +149,7 @@ static int value(build_t *b, int t, bool padded, uint32_t *id)
 						 : (uint32_t)ext,
 					 ext < 0 ? 0 : flags, &b->ids[t]);
 	if (s != xnn_status_success)
-		return fail(b->why, b->cap, TLCM_EINVAL, "%s: XNNPACK refused "
+		return tlcm_fail(b->why, b->cap, TLCM_EINVAL, "%s: XNNPACK refused "
 			    "tensor %d '%s': %s", b->m->origin, t, x->name,
 			    status_str(s));
 	*id = b->ids[t];
@@ -392,7 +378,7 @@ static int bind(tlcm_xnn_t *x, tlcm_xnn_batch_t *b, char *why, size_t cap)
 	enum xnn_status s = xnn_setup_runtime(b->rt, next, ev);
 	free(ev);
 	if (s != xnn_status_success)
-		return fail(why, cap, TLCM_EINVAL, "%s: XNNPACK setup for batch "
+		return tlcm_fail(why, cap, TLCM_EINVAL, "%s: XNNPACK setup for batch "
 			    "%zu failed: %s", m->origin, b->n, status_str(s));
 	return 0;
 }
@@ -412,14 +398,14 @@ static int build(tlcm_xnn_t *x, size_t n, tlcm_xnn_batch_t **out, char *why,
 			b.ids[t] = XNN_INVALID_VALUE_ID;
 		s = xnn_create_subgraph((uint32_t)m->noutputs + 1, 0, &b.sg);
 		if (s != xnn_status_success)
-			rc = fail(why, cap, TLCM_ENOMEM, "%s: XNNPACK subgraph: "
+			rc = tlcm_fail(why, cap, TLCM_ENOMEM, "%s: XNNPACK subgraph: "
 				  "%s", m->origin, status_str(s));
 	}
 	for (size_t i = 0; !rc && i < m->nops; i++) {
 		s = define_op(&b, i, &rc);
 		if (!rc && s != xnn_status_success) {
 			char lab[160];
-			rc = fail(why, cap, TLCM_ENOTSUP, "%s: XNNPACK refused %s"
+			rc = tlcm_fail(why, cap, TLCM_ENOTSUP, "%s: XNNPACK refused %s"
 				  ": %s", m->origin,
 				  tlcm_model_op_label(m, i, lab, sizeof lab),
 				  status_str(s));
@@ -428,7 +414,7 @@ static int build(tlcm_xnn_t *x, size_t n, tlcm_xnn_batch_t **out, char *why,
 	if (!rc) {
 		s = xnn_create_runtime_v2(b.sg, x->pool, 0, &bt->rt);
 		if (s != xnn_status_success)
-			rc = fail(why, cap, TLCM_EINVAL, "%s: XNNPACK runtime for"
+			rc = tlcm_fail(why, cap, TLCM_EINVAL, "%s: XNNPACK runtime for"
 				  " batch %zu: %s", m->origin, n,
 				  status_str(s));
 	}
@@ -438,7 +424,7 @@ static int build(tlcm_xnn_t *x, size_t n, tlcm_xnn_batch_t **out, char *why,
 	if (!rc)
 		rc = bind(x, bt, why, cap);
 	if (rc == TLCM_ENOMEM)
-		fail(why, cap, rc, "%s: out of memory building the XNNPACK "
+		tlcm_fail(why, cap, rc, "%s: out of memory building the XNNPACK "
 		     "runtime", m->origin);
 	if (rc) {
 		batch_free(bt, m->noutputs);
@@ -456,18 +442,18 @@ int tlcm_xnn_new(tlcm_xnn_t **out, const tlcm_model_t *m, int threads,
 	*out = NULL;
 	pthread_once(&init_once, init_xnnpack);
 	if (init_status != xnn_status_success)
-		return fail(why, cap, TLCM_ENOTSUP, "XNNPACK cannot run here: %s",
+		return tlcm_fail(why, cap, TLCM_ENOTSUP, "XNNPACK cannot run here: %s",
 			    status_str(init_status));
 	if (threads < 1)
-		return fail(why, cap, TLCM_EINVAL, "threads %d, expected >= 1",
+		return tlcm_fail(why, cap, TLCM_EINVAL, "threads %d, expected >= 1",
 			    threads);
 	tlcm_xnn_t *x = calloc(1, sizeof *x);
 	if (!x)
-		return fail(why, cap, TLCM_ENOMEM, "out of memory");
+		return tlcm_fail(why, cap, TLCM_ENOMEM, "out of memory");
 	x->m = m;
 	if (threads > 1 && !(x->pool = pthreadpool_create((size_t)threads))) {
 		free(x);
-		return fail(why, cap, TLCM_ENOMEM, "cannot create a pool of %d "
+		return tlcm_fail(why, cap, TLCM_ENOMEM, "cannot create a pool of %d "
 			    "threads", threads);
 	}
 	*out = x;
@@ -498,9 +484,9 @@ int tlcm_xnn_batch(tlcm_xnn_t *x, size_t n, tlcm_xnn_batch_t **b, char *why,
 			return 0;
 		}
 	if (n < 1)
-		return fail(why, cap, TLCM_EINVAL, "batch %zu, expected >= 1", n);
+		return tlcm_fail(why, cap, TLCM_EINVAL, "batch %zu, expected >= 1", n);
 	if (x->nbatches == MAX_BATCHES)
-		return fail(why, cap, TLCM_ETOOBIG, "%s: more than %d batch "
+		return tlcm_fail(why, cap, TLCM_ETOOBIG, "%s: more than %d batch "
 			    "sizes", x->m->origin, MAX_BATCHES);
 	int rc = build(x, n, b, why, cap);
 	if (!rc)
@@ -512,7 +498,7 @@ int tlcm_xnn_run(tlcm_xnn_t *x, tlcm_xnn_batch_t *b, char *why, size_t cap)
 {
 	enum xnn_status s = xnn_invoke_runtime(b->rt);
 	if (s != xnn_status_success)
-		return fail(why, cap, TLCM_EINTERNAL, "%s: XNNPACK run of a batch"
+		return tlcm_fail(why, cap, TLCM_EINTERNAL, "%s: XNNPACK run of a batch"
 			    " of %zu failed: %s", x->m->origin, b->n,
 			    status_str(s));
 	return 0;
