@@ -240,6 +240,14 @@ uint64_t tlcm_unique_id(tlcm_ctx_t *ctx);
 /* True once the graph is shutting down: sources should finish. */
 bool tlcm_stopping(const tlcm_ctx_t *ctx);
 
+/* Report a bad input message (wrong type, corrupt, does not fit): adds
+ * one to *count (the node's own tally, e.g. for describe and snapshots),
+ * logs "MESSAGE (N bad so far)" for the first five and then one in 1000,
+ * so a wrong edge cannot flood the log, and returns TLCM_EBADMSG for
+ * process() to return (the engine skips the message). */
+int tlcm_bad_input(tlcm_ctx_t *ctx, uint64_t *count, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Log with the node id. */
 void tlcm_node_log(const tlcm_ctx_t *ctx, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -619,6 +619,21 @@ int tlcm_snapshot_now(tlcm_ctx_t *c, const char *reason)
 	return take_snapshot(c, reason ? reason : "node");
 }
 
+int tlcm_bad_input(tlcm_ctx_t *c, uint64_t *count, const char *fmt, ...)
+{
+	uint64_t n = (*count)++;
+	if (n < 5 || n % 1000 == 0) {
+		char msg[320];
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof msg, fmt, ap);
+		va_end(ap);
+		tlcm_warn(c->g->id, "%s (%llu bad so far)", msg,
+			  (unsigned long long)n + 1);
+	}
+	return TLCM_EBADMSG;
+}
+
 /* Device-unique ids. With a store: a hi/lo allocator, ID_BLOCK ids at a
  * time, each block's end written and synced to meta/"unique_id" before
  * any id of it is handed out, so a crash skips ids but never repeats one.

@@ -68,25 +68,6 @@ void tlcm_drift_init(tlcm_ctx_t *ctx, tlcm_drift_t *d, const char *type)
 	d->warm_until = d->warm_up;
 }
 
-static int bad(tlcm_ctx_t *ctx, tlcm_drift_t *d, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int bad(tlcm_ctx_t *ctx, tlcm_drift_t *d, const char *fmt, ...)
-{
-	/* the first few, then one in 1000: a wrong edge must not flood */
-	if (d->bad < 5 || d->bad % 1000 == 0) {
-		char msg[256];
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, sizeof msg, fmt, ap);
-		va_end(ap);
-		tlcm_node_log(ctx, TLCM_LOG_WARN, "%s (%llu bad so far)", msg,
-			      (unsigned long long)d->bad + 1);
-	}
-	d->bad++;
-	return TLCM_EBADMSG;
-}
-
 int tlcm_drift_read(tlcm_ctx_t *ctx, tlcm_drift_t *d, const tlcm_msg_t *m,
 		    tlcm_drift_sample_t *s)
 {
@@ -98,11 +79,11 @@ int tlcm_drift_read(tlcm_ctx_t *ctx, tlcm_drift_t *d, const tlcm_msg_t *m,
 		for (int i = 0; i < 4; i++)
 			if (t[i] < 0x20 || t[i] > 0x7e)
 				t[i] = '?';
-		return bad(ctx, d, "input: expected a Prediction (PRED), got a "
+		return tlcm_bad_input(ctx, &d->bad, "input: expected a Prediction (PRED), got a "
 			   "'%s' message", t);
 	}
 	if (tlcm_Prediction_verify_as_root(buf, m->size, &why))
-		return bad(ctx, d, "input: invalid Prediction: %s", why);
+		return tlcm_bad_input(ctx, &d->bad, "input: invalid Prediction: %s", why);
 	tlcm_Prediction_table_t p = tlcm_Prediction_as_root(buf);
 	memset(s, 0, sizeof *s);
 	s->frame_id = tlcm_Prediction_frame_id(p);
@@ -117,7 +98,7 @@ int tlcm_drift_read(tlcm_ctx_t *ctx, tlcm_drift_t *d, const tlcm_msg_t *m,
 	}
 	if (!isfinite(s->confidence) || !isfinite(s->mean_distance) ||
 	    !isfinite(s->top1_distance))
-		return bad(ctx, d, "input: Prediction with a non-finite %s",
+		return tlcm_bad_input(ctx, &d->bad, "input: Prediction with a non-finite %s",
 			   !isfinite(s->confidence) ? "confidence"
 			   : !isfinite(s->mean_distance) ? "mean_distance"
 							 : "top_distances[0]");

@@ -87,24 +87,6 @@ static int pick(const char *s, const char *const *names, int n)
 	return 0;
 }
 
-static int bad(tlcm_ctx_t *ctx, knn_node_t *n, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int bad(tlcm_ctx_t *ctx, knn_node_t *n, const char *fmt, ...)
-{
-	if (n->bad < 5 || n->bad % 1000 == 0) {
-		char msg[320];
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, sizeof msg, fmt, ap);
-		va_end(ap);
-		tlcm_node_log(ctx, TLCM_LOG_WARN, "%s (%" PRIu64 " bad so far)",
-			      msg, n->bad + 1);
-	}
-	n->bad++;
-	return TLCM_EBADMSG;
-}
-
 static void read_runtime(tlcm_ctx_t *ctx, knn_node_t *n)
 {
 	n->o.k = (unsigned)tlcm_param_int(ctx, "k");
@@ -273,23 +255,23 @@ static int classify(tlcm_ctx_t *ctx, knn_node_t *n, const tlcm_msg_t *m)
 	char t[5], why[160];
 	if (memcmp(m->type, tlcm_Features_IDENTIFIER, 4)) {
 		type_name(m, t);
-		return bad(ctx, n, "in: expected Features (FEAT), got a '%s' "
+		return tlcm_bad_input(ctx, &n->bad, "in: expected Features (FEAT), got a '%s' "
 			   "message", t);
 	}
 	if (tlcm_Features_verify_as_root(buf, m->size, &vwhy))
-		return bad(ctx, n, "in: invalid Features: %s", vwhy);
+		return tlcm_bad_input(ctx, &n->bad, "in: invalid Features: %s", vwhy);
 	tlcm_Features_table_t f = tlcm_Features_as_root(buf);
 	const float *e = tlcm_Features_embedding(f);
 	size_t len = tlcm_Features_embedding_len(f);
 	if (check_embedding(n, e, len, why, sizeof why))
-		return bad(ctx, n, "in: frame %" PRIu64 ": %s",
+		return tlcm_bad_input(ctx, &n->bad, "in: frame %" PRIu64 ": %s",
 			   tlcm_Features_frame_id(f), why);
 	tlcm_knn_result_t r = {0};
 	if (tlcm_knn_size(n->ix) >= n->min_samples &&
 	    tlcm_knn_size(n->ix) > 0) {
 		int rc = tlcm_knn_query(n->ix, e, len, &r);
 		if (rc)
-			return bad(ctx, n, "in: frame %" PRIu64 ": query "
+			return tlcm_bad_input(ctx, &n->bad, "in: frame %" PRIu64 ": query "
 				   "failed: %s", tlcm_Features_frame_id(f),
 				   tlcm_strerror(rc));
 	}
@@ -304,26 +286,26 @@ static int learn_one(tlcm_ctx_t *ctx, knn_node_t *n, uint64_t frame,
 {
 	char why[160];
 	if (!label || !label[0] || strlen(label) > TLCM_KNN_MAX_LABEL)
-		return bad(ctx, n, "samples: frame %" PRIu64 ": label must be "
+		return tlcm_bad_input(ctx, &n->bad, "samples: frame %" PRIu64 ": label must be "
 			   "1..%d bytes", frame, TLCM_KNN_MAX_LABEL);
 	int rc;
 	if (!len && frame) { /* relabel only */
 		rc = tlcm_knn_relabel(n->ix, frame, label);
 		if (rc == 0)
-			return bad(ctx, n, "samples: frame %" PRIu64 ": no "
+			return tlcm_bad_input(ctx, &n->bad, "samples: frame %" PRIu64 ": no "
 				   "embedding, and no stored sample of that "
 				   "frame to relabel", frame);
 	} else {
 		if (check_embedding(n, e, len, why, sizeof why))
-			return bad(ctx, n, "samples: frame %" PRIu64 ": %s",
+			return tlcm_bad_input(ctx, &n->bad, "samples: frame %" PRIu64 ": %s",
 				   frame, why);
 		rc = tlcm_knn_add(n->ix, e, len, label, frame);
 	}
 	if (rc == TLCM_ETOOBIG)
-		return bad(ctx, n, "samples: frame %" PRIu64 ": more than %d "
+		return tlcm_bad_input(ctx, &n->bad, "samples: frame %" PRIu64 ": more than %d "
 			   "distinct labels", frame, TLCM_KNN_MAX_LABELS);
 	if (rc < 0)
-		return bad(ctx, n, "samples: frame %" PRIu64 ": %s", frame,
+		return tlcm_bad_input(ctx, &n->bad, "samples: frame %" PRIu64 ": %s", frame,
 			   tlcm_strerror(rc));
 	if (rc > 0)
 		tlcm_node_log(ctx, TLCM_LOG_DEBUG, "frame %" PRIu64 " relabelled"
@@ -339,13 +321,13 @@ static int learn(tlcm_ctx_t *ctx, knn_node_t *n, const tlcm_msg_t *m)
 	char t[5], lbuf[16];
 	if (!memcmp(m->type, tlcm_Features_IDENTIFIER, 4)) {
 		if (tlcm_Features_verify_as_root(buf, m->size, &vwhy))
-			return bad(ctx, n, "samples: invalid Features: %s",
+			return tlcm_bad_input(ctx, &n->bad, "samples: invalid Features: %s",
 				   vwhy);
 		tlcm_Features_table_t f = tlcm_Features_as_root(buf);
 		uint64_t frame = tlcm_Features_frame_id(f);
 		int32_t c = tlcm_Features_label(f);
 		if (c < 0)
-			return bad(ctx, n, "samples: frame %" PRIu64 ": "
+			return tlcm_bad_input(ctx, &n->bad, "samples: frame %" PRIu64 ": "
 				   "Features without a label (label %" PRId32
 				   ")", frame, c);
 		return learn_one(ctx, n, frame,
@@ -355,7 +337,7 @@ static int learn(tlcm_ctx_t *ctx, knn_node_t *n, const tlcm_msg_t *m)
 	}
 	if (!memcmp(m->type, tlcm_LabeledSample_IDENTIFIER, 4)) {
 		if (tlcm_LabeledSample_verify_as_root(buf, m->size, &vwhy))
-			return bad(ctx, n, "samples: invalid LabeledSample: "
+			return tlcm_bad_input(ctx, &n->bad, "samples: invalid LabeledSample: "
 				   "%s", vwhy);
 		tlcm_LabeledSample_table_t s = tlcm_LabeledSample_as_root(buf);
 		const char *label = tlcm_LabeledSample_label(s);
@@ -367,7 +349,7 @@ static int learn(tlcm_ctx_t *ctx, knn_node_t *n, const tlcm_msg_t *m)
 				 tlcm_LabeledSample_source(s));
 	}
 	type_name(m, t);
-	return bad(ctx, n, "samples: expected Features (FEAT) or "
+	return tlcm_bad_input(ctx, &n->bad, "samples: expected Features (FEAT) or "
 		   "LabeledSample (SMPL), got a '%s' message", t);
 }
 
