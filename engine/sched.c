@@ -1156,14 +1156,20 @@ static void run(tlcm_ctx_t *c)
 static void release_node(tlcm_ctx_t *c)
 {
 	sched_t *s = c->s;
+	/* an input at end of stream stays readable (closed): arming it
+	 * would re-queue the node forever while its other inputs wait.
+	 * Which ones are done is read while we still own the node. */
+	uint64_t done = 0;
+	for (size_t k = 0; k < c->nin && k < 64; k++)
+		if (c->in[k].eos)
+			done |= 1ull << k;
 	atomic_store(&c->run_state, ST_IDLE);
 	bool more = atomic_load(&c->tick_due) ||
 		    (c->t->tick && atomic_load(&c->tick_period) == 0) ||
 		    (source(c) && atomic_load(&s->stopping));
-	/* an input at end of stream stays readable (closed): arming it
-	 * would re-queue the node forever while its other inputs wait */
 	for (size_t k = 0; k < c->nin && !more; k++)
-		more = !c->in[k].eos && tlcm_ring_arm(c->in[k].ring);
+		more = !(k < 64 && (done >> k & 1)) &&
+		       tlcm_ring_arm(c->in[k].ring);
 	if (more)
 		wake(c);
 }

@@ -52,10 +52,18 @@ int tlcm_cluster(const float *x, size_t n, size_t dim,
 		 const tlcm_cluster_opts_t *o, tlcm_clustering_t *out);
 void tlcm_clustering_free(tlcm_clustering_t *c);
 
-/* The (at most) m members of cluster c nearest its centroid, nearest
- * first, as point indices into out; returns how many. */
-size_t tlcm_cluster_nearest(const tlcm_clustering_t *cl, const float *x,
-			    size_t c, size_t m, size_t *out);
+/* The points members[0..n) of x: their dispersion (RMS distance to their
+ * centroid) in *dispersion, and the (at most) m of them nearest the
+ * centroid, nearest first (ties: the earlier member), as indices into x
+ * in out. Returns how many went to out (0 also when out of memory). */
+size_t tlcm_cluster_central(const float *x, size_t dim,
+			    const size_t *members, size_t n, size_t m,
+			    size_t *out, double *dispersion);
+
+/* The members of cluster c (point indices, ascending) into out (room for
+ * sizes[c]); returns how many. */
+size_t tlcm_cluster_members(const tlcm_clustering_t *cl, size_t c,
+			    size_t *out);
 
 /* Euclidean distance of two dim-vectors. */
 double tlcm_cluster_dist(const float *a, const float *b, size_t dim);

@@ -77,7 +77,7 @@ typedef struct {
 
 typedef struct {
 	uint64_t frame;
-	int label;
+	int label, truth; /* label ids; truth -1: none carried */
 	float conf, mdist;
 } qs_t;
 
@@ -99,6 +99,8 @@ typedef struct {
 	double conf_before, share_before, conf_sum;
 	uint32_t q_before, q_now, seen, dom_seen;
 	char why[128];
+	char truth[160]; /* evaluation: the members' carried truth */
+	float purity;
 } trial_t;
 
 typedef struct {
@@ -118,6 +120,9 @@ typedef struct {
 	float *qx;
 	size_t nqs, qdim;
 	uint32_t q_size;
+	uint64_t q_admitted;   /* the quarantine's admissions so far */
+	uint64_t fruitless;    /* q_admitted when clustering last found no
+				  coherent cluster (+1; 0: it did) */
 	rep_t *taught;
 	size_t ntaught;
 	trial_t tr;
@@ -128,13 +133,14 @@ typedef struct {
 	char commit_reason[64]; /* a commit snapshot still to take */
 	char commit_label[64];
 	uint32_t commit_n, commit_reps, commit_qb, commit_qa;
-	float commit_disp;
+	float commit_disp, commit_purity;
+	char commit_truth[160];
 	double commit_cb, commit_ca;
 	uint32_t next_label;
 	uint64_t cooldown;
 	uint64_t batches, trials, commits, rollbacks, rejects, relabels,
 		renames, gt_added, gt_unknown, bad;
-	bool warned;
+	bool warned, warned_auto;
 } adapt_t;
 
 static const tlcm_port_desc_t inputs[] = {
@@ -165,14 +171,14 @@ static const tlcm_param_desc_t params[] = {
 	 "cluster's members to its centroid; 0: dispersion_factor x the "
 	 "median spread of the labels in the held-out buffer", 0, 0, NULL,
 	 TLCM_PARAM_RUNTIME},
-	{"dispersion_factor", TLCM_P_FLOAT, "1.5", "see max_dispersion", 0,
+	{"dispersion_factor", TLCM_P_FLOAT, "1.0", "see max_dispersion", 0,
 	 100, NULL, TLCM_PARAM_RUNTIME},
 	{"representatives", TLCM_P_INT, "10", "members sent to the KNN (the "
 	 "nearest to the centroid)", 1, 10000, NULL, TLCM_PARAM_RUNTIME},
 	{"k_max", TLCM_P_INT, "6", "most clusters tried in a batch", 1,
 	 TLCM_CLUSTER_MAX_K, NULL, 0},
-	{"min_silhouette", TLCM_P_FLOAT, "0.35", "mean silhouette a split "
-	 "into k >= 2 clusters needs", -1, 1, NULL, 0},
+	{"min_silhouette", TLCM_P_FLOAT, "0.2", "mean silhouette a first "
+	 "split into k >= 2 clusters needs", -1, 1, NULL, 0},
 	{"outlier_factor", TLCM_P_FLOAT, "2.5", "noise: a sample whose "
 	 "(min_cluster_size-1)-th neighbour is farther than this x the "
 	 "median (0: no noise test)", 0, 100, NULL, 0},
@@ -431,17 +437,22 @@ typedef struct {
 	float disp;
 	uint64_t v, kv;
 	double cb, ca;
+	const char *truth; /* "" or NULL: none */
+	float purity;
 } ev_t;
 
 static int event(tlcm_ctx_t *ctx, const ev_t *e)
 {
 	tlcm_fbb_t b;
-	size_t max = 256 + strlen(e->label) + strlen(e->reason);
+	size_t max = 256 + strlen(e->label) + strlen(e->reason) +
+		     (e->truth ? strlen(e->truth) : 0);
 	int rc = tlcm_emit_begin(ctx, OUT_EVENTS, &b, max);
 	if (rc)
 		return rc == TLCM_EAGAIN ? 0 : rc;
+	bool truth = e->truth && e->truth[0];
 	tlcm_fbb_ref_t l = tlcm_fbb_cstring(&b, e->label);
 	tlcm_fbb_ref_t r = tlcm_fbb_cstring(&b, e->reason);
+	tlcm_fbb_ref_t t = truth ? tlcm_fbb_cstring(&b, e->truth) : 0;
 	tlcm_AdaptEvent_start(&b);
 	tlcm_AdaptEvent_add_kind(&b, (tlcm_AdaptKind_enum_t)e->kind);
 	tlcm_AdaptEvent_add_label(&b, l);
@@ -456,9 +467,15 @@ static int event(tlcm_ctx_t *ctx, const ev_t *e)
 	tlcm_AdaptEvent_add_quarantine_after(&b, e->qa);
 	tlcm_AdaptEvent_add_reason(&b, r);
 	tlcm_AdaptEvent_add_time_ns(&b, wall_ns());
+	if (truth) {
+		tlcm_AdaptEvent_add_truth(&b, t);
+		tlcm_AdaptEvent_add_purity(&b, e->purity);
+	}
 	rc = tlcm_emit_end(ctx, OUT_EVENTS, &b, tlcm_AdaptEvent_end(&b),
 			   tlcm_AdaptEvent_IDENTIFIER);
-	tlcm_node_log(ctx, TLCM_LOG_INFO, "%s", e->reason);
+	tlcm_node_log(ctx, TLCM_LOG_INFO, "%s%s%s%s", e->reason,
+		      truth ? " [truth " : "", truth ? e->truth : "",
+		      truth ? "]" : "");
 	return rc == TLCM_EAGAIN ? 0 : rc;
 }
 
@@ -642,9 +659,95 @@ static int start_trial(tlcm_ctx_t *ctx, adapt_t *a)
 		 t->label, t->nm, reps_of(t));
 	ev_t e = {tlcm_AdaptKind_Trial, t->label, why, (uint32_t)t->nm,
 		  (uint32_t)reps_of(t), t->q_before, t->q_before, t->disp,
-		  t->before_v, t->before_kv, t->conf_before, 0};
+		  t->before_v, t->before_kv, t->conf_before, 0, t->truth,
+		  t->purity};
 	int er = event(ctx, &e);
 	return rc ? rc : er;
+}
+
+/* Evaluation: "8:40,9:2" from the members' carried truth counts, and
+ * the share of the most frequent. */
+static void truth_summary(const adapt_t *a, size_t *cnt, trial_t *t)
+{
+	size_t at = 0, total = 0, top = 0;
+	t->truth[0] = 0;
+	for (size_t l = 0; l < a->nlabels; l++)
+		total += cnt[l];
+	for (;;) {
+		size_t best = SIZE_MAX;
+		for (size_t l = 0; l < a->nlabels; l++)
+			if (cnt[l] && (best == SIZE_MAX || cnt[l] > cnt[best]))
+				best = l;
+		if (best == SIZE_MAX || at + 24 >= sizeof t->truth)
+			break;
+		if (!top)
+			top = cnt[best];
+		at += (size_t)snprintf(t->truth + at, sizeof t->truth - at,
+				       "%s%.16s:%zu", at ? "," : "",
+				       a->labels[best], cnt[best]);
+		cnt[best] = 0;
+	}
+	t->purity = total ? (float)top / (float)total : 0;
+}
+
+#define SPLIT_DEPTH 2
+
+/* The largest coherent cluster among the points idx[0..n) of x (prepared
+ * features): its members (indices into x) into out, its dispersion into
+ * *disp; 0 when there is none. Top-down: the points are clustered (k by
+ * silhouette, a split only when it reaches min_silhouette); a cluster too
+ * dispersed but at least twice min_cluster_size is split again on its own
+ * (now into the best k >= 2 whatever its silhouette: it is known not to
+ * be one group), down to SPLIT_DEPTH levels. In high dimensions the
+ * silhouette of real classes is low (0.15-0.2 on the Fashion-MNIST
+ * embeddings), so the dispersion test decides, not the silhouette. */
+static size_t find_cluster(tlcm_ctx_t *ctx, adapt_t *a, const float *x,
+			   size_t dim, const size_t *idx, size_t n,
+			   double maxd, int depth, size_t *out, double *disp,
+			   int *err)
+{
+	float *sub = malloc(n * dim * sizeof *sub + 1);
+	size_t *mem = malloc(n * sizeof *mem + 1);
+	size_t *sub_out = malloc(n * sizeof *sub_out + 1);
+	tlcm_clustering_t cl = {0};
+	size_t best = 0;
+	*disp = 0;
+	*err = sub && mem && sub_out ? 0 : TLCM_ENOMEM;
+	for (size_t i = 0; !*err && i < n; i++)
+		memcpy(sub + i * dim, x + idx[i] * dim, dim * sizeof *sub);
+	tlcm_cluster_opts_t o = a->copts;
+	if (depth)
+		o.min_silhouette = -1;
+	if (!*err)
+		*err = tlcm_cluster(sub, n, dim, &o, &cl);
+	for (size_t c = 0; !*err && c < cl.k; c++) {
+		size_t nm = tlcm_cluster_members(&cl, c, mem);
+		for (size_t i = 0; i < nm; i++)
+			mem[i] = idx[mem[i]];
+		double d = cl.dispersion[c];
+		bool ok = nm >= a->min_cluster && d <= maxd;
+		tlcm_node_log(ctx, TLCM_LOG_DEBUG, "%*scluster %zu: %zu "
+			      "samples, dispersion %.3f (max %.3f)%s",
+			      2 * depth, "", c, nm, d, maxd,
+			      ok ? "" : ": rejected");
+		if (!ok && depth < SPLIT_DEPTH && nm >= 2 * a->min_cluster) {
+			nm = find_cluster(ctx, a, x, dim, mem, nm, maxd,
+					  depth + 1, sub_out, &d, err);
+			ok = nm > 0;
+			if (ok)
+				memcpy(mem, sub_out, nm * sizeof *mem);
+		}
+		if (ok && (nm > best || (nm == best && d < *disp))) {
+			best = nm;
+			*disp = d;
+			memcpy(out, mem, nm * sizeof *out);
+		}
+	}
+	free(sub);
+	free(mem);
+	free(sub_out);
+	tlcm_clustering_free(&cl);
+	return *err ? 0 : best;
 }
 
 /* Pick a candidate from the last batch and start a trial with it. */
@@ -664,52 +767,45 @@ static int attempt(tlcm_ctx_t *ctx, adapt_t *a)
 	double maxd = a->max_disp;
 	if (maxd <= 0) {
 		double s = label_spread(a);
-		if (s <= 0)
-			return 0; /* no held-out label with features yet */
+		if (s <= 0) { /* no held-out label with features yet */
+			if (a->nheld == a->held_cap && !a->warned_auto) {
+				tlcm_node_log(ctx, TLCM_LOG_WARN, "max_"
+					      "dispersion 0 (automatic) needs "
+					      "held-out predictions with "
+					      "features (knn carry_features: "
+					      "true): not adapting");
+				a->warned_auto = true;
+			}
+			return 0;
+		}
 		maxd = a->disp_factor * s;
 	}
-	float *x = malloc(n * dim * sizeof *x);
-	if (!x)
-		return TLCM_ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		prep(a, a->qx + i * dim, dim, x + i * dim);
-	tlcm_clustering_t cl;
-	int rc = tlcm_cluster(x, n, dim, &a->copts, &cl);
-	if (rc) {
-		free(x);
-		tlcm_clustering_free(&cl);
-		return rc;
-	}
-	size_t best = SIZE_MAX;
-	for (size_t c = 0; c < cl.k; c++) {
-		bool ok = cl.sizes[c] >= a->min_cluster &&
-			  cl.dispersion[c] <= maxd;
-		tlcm_node_log(ctx, TLCM_LOG_DEBUG, "cluster %zu: %zu samples, "
-			      "dispersion %.3f (max %.3f)%s", c, cl.sizes[c],
-			      cl.dispersion[c], maxd, ok ? "" : ": rejected");
-		if (ok && (best == SIZE_MAX || cl.sizes[c] > cl.sizes[best] ||
-			   (cl.sizes[c] == cl.sizes[best] &&
-			    cl.dispersion[c] < cl.dispersion[best])))
-			best = c;
-	}
-	if (best == SIZE_MAX) {
-		free(x);
-		tlcm_clustering_free(&cl);
-		return 0;
-	}
-	/* members, representatives first-marked */
+	float *x = malloc(n * dim * sizeof *x + 1);
+	size_t *idx = malloc(n * sizeof *idx), *mem = malloc(n * sizeof *mem);
+	size_t *near = malloc(n * sizeof *near);
+	double *md = malloc(n * sizeof *md);
 	trial_t *t = &a->tr;
 	memset(t, 0, sizeof *t);
-	size_t *near = malloc(cl.sizes[best] * sizeof *near);
-	t->m = calloc(cl.sizes[best], sizeof *t->m);
-	size_t nn = near ? tlcm_cluster_nearest(&cl, x, best, a->nreps, near)
-			 : 0;
-	size_t cnt[MAX_LABELS] = {0};
-	double *md = malloc(cl.sizes[best] * sizeof *md);
-	rc = near && t->m && md ? 0 : TLCM_ENOMEM;
-	for (size_t i = 0; i < n && !rc; i++) {
-		if (cl.assign[i] != (int)best)
-			continue;
+	int rc = x && idx && mem && near && md ? 0 : TLCM_ENOMEM;
+	size_t nm = 0, nn = 0;
+	double disp = 0;
+	for (size_t i = 0; !rc && i < n; i++) {
+		prep(a, a->qx + i * dim, dim, x + i * dim);
+		idx[i] = i;
+	}
+	if (!rc)
+		nm = find_cluster(ctx, a, x, dim, idx, n, maxd, 0, mem, &disp,
+				  &rc);
+	if (nm)
+		nn = tlcm_cluster_central(x, dim, mem, nm, a->nreps, near,
+					  &disp);
+	if (nm && !(t->m = calloc(nm, sizeof *t->m)))
+		rc = TLCM_ENOMEM;
+	size_t cnt[MAX_LABELS] = {0}, tcnt[MAX_LABELS] = {0};
+	for (size_t k = 0; k < nm && !rc; k++) {
+		size_t i = mem[k];
+		if (a->qs[i].truth >= 0)
+			tcnt[a->qs[i].truth]++;
 		rep_t *r = &t->m[t->nm];
 		r->frame = a->qs[i].frame;
 		r->x = dupf(a->qx + i * dim, dim);
@@ -721,10 +817,18 @@ static int attempt(tlcm_ctx_t *ctx, adapt_t *a)
 			cnt[a->qs[i].label]++;
 		md[t->nm++] = a->qs[i].mdist;
 	}
-	t->disp = (float)cl.dispersion[best];
-	free(near);
+	t->disp = (float)disp;
+	truth_summary(a, tcnt, t);
 	free(x);
-	tlcm_clustering_free(&cl);
+	free(idx);
+	free(mem);
+	free(near);
+	a->fruitless = !rc && !nm ? a->q_admitted + 1 : 0;
+	if (rc || !nm) {
+		free(md);
+		trial_free(t);
+		return rc;
+	}
 	/* an existing label when the cluster sits inside it */
 	int maj = -1;
 	for (size_t l = 0; l < a->nlabels; l++)
@@ -766,6 +870,11 @@ static int attempt(tlcm_ctx_t *ctx, adapt_t *a)
 	t->conf_before = b.conf;
 	t->share_before = b.share;
 	t->dominant = strdup(label_name(a, b.dominant));
+	if (!t->dominant) {
+		free(ex);
+		trial_free(t);
+		return TLCM_ENOMEM;
+	}
 	t->q_before = t->q_now = a->q_size;
 	if (a->precheck) {
 		base_t bx;
@@ -787,7 +896,7 @@ static int attempt(tlcm_ctx_t *ctx, adapt_t *a)
 			ev_t e = {tlcm_AdaptKind_Reject, name, reason,
 				  (uint32_t)t->nm, (uint32_t)reps_of(t),
 				  t->q_before, t->q_before, t->disp, 0, 0,
-				  bx.conf, ca};
+				  bx.conf, ca, t->truth, t->purity};
 			free(ex);
 			rc = event(ctx, &e);
 			trial_free(t);
@@ -811,7 +920,8 @@ static int commit_snapshot(tlcm_ctx_t *ctx, adapt_t *a)
 			      tlcm_strerror(rc));
 	ev_t e = {tlcm_AdaptKind_Commit, a->commit_label, a->commit_reason,
 		  a->commit_n, a->commit_reps, a->commit_qb, a->commit_qa,
-		  a->commit_disp, v, kv, a->commit_cb, a->commit_ca};
+		  a->commit_disp, v, kv, a->commit_cb, a->commit_ca,
+		  a->commit_truth, a->commit_purity};
 	rc = event(ctx, &e);
 	a->commit_reason[0] = 0;
 	return rc;
@@ -861,7 +971,7 @@ static int rollback(tlcm_ctx_t *ctx, adapt_t *a)
 	ev_t e = {tlcm_AdaptKind_Rollback, t->label, reason, (uint32_t)t->nm,
 		  (uint32_t)reps_of(t), t->q_before, t->q_now, t->disp,
 		  t->before_v, t->before_kv, t->conf_before,
-		  t->seen ? t->conf_sum / t->seen : 0};
+		  t->seen ? t->conf_sum / t->seen : 0, t->truth, t->purity};
 	int er = event(ctx, &e);
 	trial_free(t);
 	int sr = tlcm_snapshot_now(ctx, reason);
@@ -900,6 +1010,8 @@ static int verdict(tlcm_ctx_t *ctx, adapt_t *a, bool early)
 	a->commit_qb = t->q_before;
 	a->commit_qa = t->q_now;
 	a->commit_disp = t->disp;
+	a->commit_purity = t->purity;
+	snprintf(a->commit_truth, sizeof a->commit_truth, "%s", t->truth);
 	a->commit_cb = t->conf_before;
 	a->commit_ca = ca;
 	a->commits++;
@@ -987,7 +1099,7 @@ static int maybe_rename(tlcm_ctx_t *ctx, adapt_t *a, const char *p)
 		 "votes, %zu samples)", p, to, bn, total, moved);
 	history(a, "%s", reason);
 	ev_t e = {tlcm_AdaptKind_Rename, to, reason, (uint32_t)moved,
-		  (uint32_t)moved, 0, 0, 0, 0, 0, 0, 0};
+		  (uint32_t)moved, 0, 0, 0, 0, 0, 0, 0, NULL, 0};
 	int er = event(ctx, &e);
 	return rc ? rc : er;
 }
@@ -1157,10 +1269,14 @@ static int on_batch(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 		tlcm_QuarantinedSample_table_t s =
 			tlcm_QuarantineBatch_samples_at(qb, i);
 		const char *l = tlcm_QuarantinedSample_label(s);
+		const char *tr = tlcm_QuarantinedSample_truth(s);
 		qs[i] = (qs_t){tlcm_QuarantinedSample_frame_id(s),
 			       l ? intern(a, l,
 					  tlcm_QuarantinedSample_label_len(s))
 				 : -1,
+			       tr ? intern(a, tr,
+					   tlcm_QuarantinedSample_truth_len(s))
+				  : -1,
 			       tlcm_QuarantinedSample_confidence(s),
 			       tlcm_QuarantinedSample_mean_distance(s)};
 		memcpy(qx + i * dim, tlcm_QuarantinedSample_features(s),
@@ -1173,6 +1289,7 @@ static int on_batch(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 	a->nqs = n;
 	a->qdim = dim;
 	a->q_size = tlcm_QuarantineBatch_size(qb);
+	a->q_admitted = tlcm_QuarantineBatch_admitted(qb);
 	a->batches++;
 	if (a->tr.phase == T_RUNNING) {
 		a->tr.q_now = a->q_size;
@@ -1181,7 +1298,12 @@ static int on_batch(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 			return rc;
 	}
 	int rc = progress(ctx, a);
-	if (!rc && a->tr.phase == T_NONE && !a->cooldown)
+	/* the same samples found nothing last time: wait for enough new
+	 * ones to make a cluster */
+	bool stale = a->fruitless &&
+		     a->q_admitted + 1 < a->fruitless + a->min_cluster;
+	if (!rc && a->tr.phase == T_NONE && !a->cooldown && !stale &&
+	    !a->commit_reason[0])
 		rc = attempt(ctx, a);
 	return rc;
 }

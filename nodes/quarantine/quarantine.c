@@ -577,32 +577,36 @@ static int emit_batch(tlcm_ctx_t *ctx, quarantine_t *q, const char *trigger)
 
 /* ---- thumbnails ------------------------------------------------------- */
 
+/* Gray mean (0.299 r + 0.587 g + 0.114 b) of the block [x0, x1) × [y0, y1)
+ * of a w-wide image with ch channels. */
+static uint8_t block_mean(const uint8_t *px, size_t w, int ch, size_t x0,
+			  size_t x1, size_t y0, size_t y1)
+{
+	uint64_t sum = 0, cnt = 0;
+	for (size_t y = y0; y < y1; y++)
+		for (size_t x = x0; x < x1; x++, cnt++) {
+			const uint8_t *p = px + (y * w + x) * (size_t)ch;
+			sum += ch == 1 ? p[0] * 1000u
+				       : 299u * p[0] + 587u * p[1] + 114u * p[2];
+		}
+	return (uint8_t)((sum / cnt + 500) / 1000);
+}
+
 /* A gray thumbnail fitting in size × size: the mean of f × f blocks,
  * f = ceil(max(w, h) / size). */
 static uint8_t *make_thumb(const uint8_t *px, size_t w, size_t h, int ch,
 			   unsigned size, uint16_t *tw, uint16_t *th)
 {
 	size_t big = w > h ? w : h, f = (big + size - 1) / size;
-	if (!f)
-		f = 1;
 	size_t ow = (w + f - 1) / f, oh = (h + f - 1) / f;
 	uint8_t *out = malloc(ow * oh);
 	if (!out)
 		return NULL;
 	for (size_t y = 0; y < oh; y++)
-		for (size_t x = 0; x < ow; x++) {
-			uint32_t sum = 0, cnt = 0;
-			for (size_t yy = y * f; yy < (y + 1) * f && yy < h; yy++)
-				for (size_t xx = x * f; xx < (x + 1) * f && xx < w;
-				     xx++) {
-					const uint8_t *p = px + (yy * w + xx) * ch;
-					sum += ch == 1 ? p[0] * 1000u
-						       : 299u * p[0] + 587u * p[1] +
-							 114u * p[2];
-					cnt++;
-				}
-			out[y * ow + x] = (uint8_t)((sum / cnt + 500) / 1000);
-		}
+		for (size_t x = 0; x < ow; x++)
+			out[y * ow + x] = block_mean(
+				px, w, ch, x * f, (x + 1) * f < w ? (x + 1) * f : w,
+				y * f, (y + 1) * f < h ? (y + 1) * f : h);
 	*tw = (uint16_t)ow;
 	*th = (uint16_t)oh;
 	return out;

@@ -26,7 +26,10 @@ import time
 TIMEOUT = 30
 SANITIZER = ("Sanitizer", "runtime error")
 
+# introspection off: ctest runs tests in parallel, and a second graph on
+# the default port would warn on stderr (tested in introspect_endpoint)
 SMALL = """graph: small
+settings: { introspect: 'off' }
 nodes:
   src: { type: gen, params: { count: 1000 } }
   out: { type: sink, params: { expect: 1000 } }

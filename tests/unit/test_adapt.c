@@ -16,8 +16,12 @@
  * of before (describe, predictions, store history); the pre-check rejects
  * without sending anything; ground truth relabels, renames a pseudo-label
  * by majority, adds corrected samples, waits for a running trial; bad
- * input is counted as errors naming the node while the graph runs on; the
- * whole loop knn → quarantine → adapter → knn commits on its own.
+ * input is counted as errors naming the node while the graph runs on; a
+ * cluster inside a known class keeps its label; a too dispersed cluster is
+ * split again; after a restart the adapter still relabels what it taught
+ * (and a refused newest state falls back to the previous one); the whole
+ * loop knn → quarantine → adapter → knn commits on its own, and its
+ * events carry the members' true classes for evaluation.
  */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
@@ -283,7 +287,7 @@ static const ts_bsample_t far_cluster[] = {
 	{5, "A", 0.5f, 9, {5, 9.9f}},      {6, "A", 0.5f, 9, {5.05f, 10}},
 };
 
-static __attribute__((unused)) void commit(void)
+static void commit(void)
 {
 	static const ts_step_t s[] = {
 		WARM_UP, WAIT(warm10),
@@ -337,7 +341,7 @@ static __attribute__((unused)) void commit(void)
 }
 
 /* After a rollback: the knn holds exactly its warm-up again. */
-static __attribute__((unused)) void check_rolled_back(const char *reason)
+static void check_rolled_back(const char *reason)
 {
 	CHECK_INT(kind_of(0), tlcm_AdaptKind_Trial);
 	CHECK_INT(kind_of(1), tlcm_AdaptKind_Rollback);
@@ -373,7 +377,7 @@ static const ts_bsample_t near_a[] = {
 UNTIL(warm12, "knn", KNN_SAMPLES, 12)
 UNTIL(held32, "adapt", A_HELDOUT, 32)
 
-static __attribute__((unused)) void rollback_confidence(void)
+static void rollback_confidence(void)
 {
 	static const ts_step_t s[] = {
 		WARM_UP, WAIT(warm10),
@@ -405,7 +409,7 @@ static const ts_bsample_t below_a[] = {
 	{5, "B", 0.5f, 9, {0.5f, -1.15f}},
 };
 
-static __attribute__((unused)) void rollback_share(void)
+static void rollback_share(void)
 {
 	static const ts_step_t s[] = {
 		WARM_UP, WAIT(warm10),
@@ -430,7 +434,7 @@ static const ts_bsample_t two_more[] = {
 UNTIL(batches2, "adapt", A_BATCH, 2)
 UNTIL(held22, "adapt", A_HELDOUT, 22)
 
-static __attribute__((unused)) void rollback_growth(void)
+static void rollback_growth(void)
 {
 	static const ts_step_t s[] = {
 		WARM_UP, WAIT(warm10),
@@ -449,7 +453,7 @@ static __attribute__((unused)) void rollback_growth(void)
 }
 
 /* the pre-check sees rule 2 coming: nothing is sent */
-static __attribute__((unused)) void precheck_rejects(void)
+static void precheck_rejects(void)
 {
 	static const ts_step_t s[] = {
 		WARM_UP, WAIT(warm10),
@@ -494,7 +498,7 @@ UNTIL(labels1, "adapt", A_LABELS, 1)
 UNTIL(labels6, "adapt", A_LABELS, 6)
 UNTIL(warm19, "knn", KNN_SAMPLES, 19)
 
-static __attribute__((unused)) void ground_truth(void)
+static void ground_truth(void)
 {
 	static const ts_step_t s[] = {
 		WARM_UP, WAIT(warm10),
@@ -539,7 +543,7 @@ static __attribute__((unused)) void ground_truth(void)
 
 UNTIL(bad3, "adapt", A_LABELS, 3)
 
-static __attribute__((unused)) void bad_input(void)
+static void bad_input(void)
 {
 	char logpath[300], yaml[4096];
 	snprintf(logpath, sizeof logpath, "%s/log.txt", dir);
@@ -577,10 +581,130 @@ static __attribute__((unused)) void bad_input(void)
 	free(text);
 }
 
+/* a cluster inside A (mostly predicted A, at A's usual neighbour
+ * distances) keeps the label A */
+static const ts_bsample_t inside_a[] = {
+	{1, "A", 1, 0.4f, {0.5f, 0.2f}},  {2, "A", 1, 0.4f, {0.45f, 0.2f}},
+	{3, "A", 1, 0.4f, {0.55f, 0.2f}}, {4, "A", 1, 0.4f, {0.5f, 0.15f}},
+	{5, "B", 1, 0.4f, {0.5f, 0.25f}},
+};
+
+static void existing_label(void)
+{
+	static const ts_step_t s[] = {
+		WARM_UP, WAIT(warm10),
+		TEN(100), TEN(110), WAIT(held20),
+		BATCH(inside_a, 5), WAIT(ev1), WAIT(warm13),
+		TEN(120), WAIT(ev2),
+	};
+	RUN_OK(s, ADAPT_P ", representatives: 3");
+	CHECK_STR(reason_of(0), "trial A (5 samples, 3 sent)");
+	CHECK_INT(kind_of(1), tlcm_AdaptKind_Commit);
+	CHECK_STR(reason_of(1), "adapt A (5 samples)");
+	CHECK_STR(knn_classes(), "A:8,B:5");
+	CHECK_INT(num("adapt", "next_label"), 1); /* no pseudo-label used */
+}
+
+/* Two near groups and a far one: clustered first as {P + Q, R}, P + Q
+ * too dispersed (1.1 > 0.8) but large, so it is clustered again: P (8
+ * samples) is the largest coherent cluster. */
+#define RING(f, cx, cy, i, n) \
+	{f, "A", 0.5f, 9, {(cx) + 0.5f * cosf(6.2832f * (i) / (n)), \
+			   (cy) + 0.5f * sinf(6.2832f * (i) / (n))}}
+static ts_bsample_t groups[23];
+
+static void split_again(void)
+{
+	for (int i = 0; i < 8; i++)
+		groups[i] = (ts_bsample_t)RING(1 + i, 5, 10, i, 8);
+	for (int i = 0; i < 7; i++)
+		groups[8 + i] = (ts_bsample_t)RING(11 + i, 7, 10, i + 0.3f, 7);
+	for (int i = 0; i < 4; i++)
+		groups[15 + i] = (ts_bsample_t)RING(21 + i, 40, 40, i, 4);
+	static const ts_step_t s[] = {
+		WARM_UP, WAIT(warm10),
+		TEN(100), TEN(110), WAIT(held20),
+		{.kind = TS_BATCH, .port = O_BATCH, .bs = groups, .n = 19,
+		 .dim = 2},
+		WAIT(ev1), WAIT(warm13),
+		TEN(120), WAIT(ev2),
+	};
+	RUN_OK(s, "min_cluster_size: 3, max_dispersion: 0.8, min_silhouette: "
+	       "0.6, min_heldout: 10, validate_window: 10, representatives: 3");
+	CHECK_STR(reason_of(0), "trial new_1 (8 samples, 3 sent)");
+	CHECK_STR(notice_frames(0), "1,2,3,4,5,6,7,8");
+	CHECK_STR(reason_of(1), "adapt new_1 (8 samples)");
+	CHECK(tlcm_AdaptEvent_dispersion(event(1)) < 0.51f);
+}
+
+UNTIL(warm1, "knn", KNN_SAMPLES, 1)
+
+/* After a restart the adapter still knows what it taught: ground truth
+ * that arrives later relabels a representative in the restored knn. */
+static void kept_across_runs(void)
+{
+	static const ts_step_t s1[] = {
+		WARM_UP, WAIT(warm10),
+		TEN(100), TEN(110), WAIT(held20),
+		BATCH(far_cluster, 6), WAIT(ev1), WAIT(warm13),
+		TEN(120), WAIT(ev2),
+	};
+	RUN_OK(s1, ADAPT_P ", representatives: 3");
+	CHECK_STR(reason_of(1), "adapt new_1 (6 samples)");
+	static const ts_step_t s2[] = {
+		TRUTH(1, "C"), WAIT(labels1), WAIT(warm1),
+		Q(300, 5, 10), WAIT(held1),
+	};
+	char yaml[4096];
+	graph(yaml, sizeof yaml, ADAPT_P ", representatives: 3", false,
+	      NULL); /* the same store */
+	tlcm_run_result_t res;
+	CHECK_INT(tlcm_ts_run(&reg, yaml, s2, sizeof s2 / sizeof s2[0], &res),
+		  0);
+	for (size_t i = 0; res.nodes && i < res.nnodes; i++)
+		CHECK_UINT(res.nodes[i].errors, 0);
+	tlcm_run_result_fini(&res);
+	CHECK_INT(class_count("C"), 1);
+	CHECK_INT(class_count("new_1"), 2);
+	CHECK_INT(num("adapt", "taught"), 6);
+	CHECK_INT(num("adapt", "commits"), 1);
+	CHECK_INT(num("adapt", "relabels"), 1);
+	CHECK_INT(num("adapt", "next_label"), 2);
+	float c = 0;
+	CHECK_STR(predicted(300, &c), "new_1");
+	CHECK_DBL(c, 0.5f);
+	CHECK_CONTAINS(history("knn", NULL, NULL), "adapt new_1 (6 samples)");
+
+	/* a newest state the adapter refuses: the engine falls back to the
+	 * previous one, the adapter still knows its 6 samples */
+	tlcm_store_t *st;
+	char why[256], logpath[300];
+	tlcm_store_opts_t so = {.must_exist = true};
+	CHECK_INT(tlcm_store_open(&st, store, &so, why, sizeof why), 0);
+	uint64_t ver;
+	CHECK_INT(tlcm_store_snapshot(st, "adapt", "garbage!", 8, "not fb",
+				      &ver), 0);
+	tlcm_store_close(st);
+	snprintf(logpath, sizeof logpath, "%s/log2.txt", dir);
+	static const ts_step_t s3[] = {Q(301, 5, 10), WAIT(held1)};
+	CHECK_INT(tlcm_ts_run_logged(&reg, yaml, s3, 2, &res, logpath,
+				     TLCM_LOG_WARN), 0);
+	tlcm_run_result_fini(&res);
+	CHECK_INT(num("adapt", "taught"), 6);
+	size_t n;
+	unsigned char *log = tlcm_test_read_file(logpath, &n);
+	char *text = realloc(log, n + 1);
+	text[n] = 0;
+	CHECK_CONTAINS(text, "[adapt] state rejected: tlcm.AdaptState");
+	free(text);
+}
+
 /* The whole loop: knn → quarantine (drift) → adapter → knn. */
 UNTIL(q20, "q", 0, 20)
 UNTIL(qdrift2, "q", 1, 2)
-#define QF(f, x0, x1) Q(f, x0, x1)
+/* far queries whose frames carry ground truth (class 1: "B") */
+#define QF(f, c, x0, x1) {.kind = TS_FEAT, .port = O_QUERY, .frame = f, \
+			  .i = c, .dim = 2, .x = {x0, x1}}
 
 static void whole_loop(void)
 {
@@ -589,13 +713,13 @@ static void whole_loop(void)
 		TEN(100), TEN(110), WAIT(held20), WAIT(q20),
 		{.kind = TS_DRIFT, .port = O_DRIFT, .s = "d", .i = 0},
 		WAIT(qdrift),
-		QF(1, 5, 10), QF(2, 5.1f, 10), QF(3, 4.9f, 10),
-		QF(4, 5, 10.1f), QF(5, 5, 9.9f), QF(6, 5.05f, 10),
+		QF(1, 1, 5, 10), QF(2, 1, 5.1f, 10), QF(3, 0, 4.9f, 10),
+		QF(4, 1, 5, 10.1f), QF(5, 1, 5, 9.9f), QF(6, 1, 5.05f, 10),
 		WAIT(ev1), WAIT(warm13),
 		{.kind = TS_DRIFT, .port = O_DRIFT, .s = "d", .i = 1},
 		WAIT(qdrift2),
 		TEN(120), WAIT(ev2),
-		Q(300, 5, 10), {.kind = TS_SLEEP, .ms = 2000},
+		Q(300, 5, 10), WAIT(held37),
 	};
 	char yaml[4096];
 	new_store();
@@ -607,10 +731,12 @@ static void whole_loop(void)
 	for (size_t i = 0; res.nodes && i < res.nnodes; i++)
 		CHECK_UINT(res.nodes[i].errors, 0);
 	tlcm_run_result_fini(&res);
-	fprintf(stderr, "held %llu preds %zu\n", (unsigned long long)tlcm_ts_processed("adapt", 1), tlcm_ts_count(PREDS));
 	CHECK_INT(kind_of(0), tlcm_AdaptKind_Trial);
 	CHECK_INT(kind_of(1), tlcm_AdaptKind_Commit);
 	CHECK_STR(reason_of(1), "adapt new_1 (6 samples)");
+	/* evaluation: what the members' frames really were */
+	CHECK_STR(tlcm_AdaptEvent_truth(event(1)), "B:5,A:1");
+	CHECK(fabsf(tlcm_AdaptEvent_purity(event(1)) - 5.0f / 6) < 1e-6f);
 	CHECK_STR(predicted(300, NULL), "new_1");
 	cJSON *j = cJSON_Parse(tlcm_ts_described("q"));
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "admitted");
@@ -633,6 +759,16 @@ int main(int argc, char **argv)
 		perror("mkdtemp");
 		return 1;
 	}
+	commit();
+	rollback_confidence();
+	rollback_share();
+	rollback_growth();
+	precheck_rejects();
+	ground_truth();
+	bad_input();
+	existing_label();
+	split_again();
+	kept_across_runs();
 	whole_loop();
 	char cmd[96];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -2,10 +2,12 @@
  * a graph (nodes/adapt/cluster.c, rules.c).
  *
  * Clustering: two well-separated blobs that a KNN would label alike split
- * into two clusters of the right members; one blob stays one cluster;
+ * into two clusters of the right members; two near blobs next to a far
+ * one split in two steps; one blob stays one cluster;
  * scattered points far from a blob are noise; scattered points alone give
  * no coherent cluster (dispersion far above the blob's); same seed, same
- * result; representatives nearest the centroid first; bad options.
+ * result; members and representatives (nearest the centroid first);
+ * bad options.
  * Rules: each rule fires alone with its reason; a ratio of 0 switches it
  * off. Re-vote: merges, newest-first ties, both weightings, against the
  * knn index itself on random data.
@@ -74,15 +76,20 @@ static void two_blobs(void)
 	CHECK(cl.dispersion[b] > 1.5 && cl.dispersion[b] < 2.5);
 	CHECK(fabsf(cl.centroids[a * DIM + 1]) < 0.5f);
 	CHECK(fabsf(cl.centroids[b * DIM + 1] - 8) < 0.5f);
-	/* representatives: nearest the centroid, nearest first */
-	size_t near[64];
-	CHECK_UINT(tlcm_cluster_nearest(&cl, x, (size_t)b, 5, near), 5);
+	/* members, and the representatives: nearest the centroid first */
+	size_t mem[60], near[64];
+	double disp = 0;
+	CHECK_UINT(tlcm_cluster_members(&cl, (size_t)b, mem), 30);
+	CHECK_UINT(mem[0], 30);
+	CHECK_UINT(mem[29], 59);
+	CHECK_UINT(tlcm_cluster_central(x, DIM, mem, 30, 5, near, &disp), 5);
+	CHECK(fabs(disp - cl.dispersion[b]) < 1e-4);
 	double prev = 0;
 	for (size_t i = 0; i < 5; i++) {
 		CHECK(near[i] >= 30);
 		double d = tlcm_cluster_dist(x + near[i] * DIM,
 					     cl.centroids + b * DIM, DIM);
-		CHECK(d >= prev);
+		CHECK(d >= prev - 1e-5);
 		prev = d;
 	}
 	/* no member is nearer than the last representative but left out */
@@ -93,16 +100,52 @@ static void two_blobs(void)
 		if (!in)
 			CHECK(tlcm_cluster_dist(x + i * DIM,
 						cl.centroids + b * DIM,
-						DIM) >= prev);
+						DIM) >= prev - 1e-5);
 	}
-	CHECK_UINT(tlcm_cluster_nearest(&cl, x, (size_t)b, 100, near), 30);
-	CHECK_UINT(tlcm_cluster_nearest(&cl, x, 7, 5, near), 0);
+	CHECK_UINT(tlcm_cluster_central(x, DIM, mem, 30, 100, near, &disp),
+		   30);
+	CHECK_UINT(tlcm_cluster_central(x, DIM, mem, 0, 5, near, &disp), 0);
 	/* the same seed gives the same clustering */
 	tlcm_clustering_t again;
 	CHECK_INT(tlcm_cluster(x, 60, DIM, &opts, &again), 0);
 	CHECK_UINT(again.k, cl.k);
 	for (size_t i = 0; i < 60; i++)
 		CHECK_INT(again.assign[i], cl.assign[i]);
+	tlcm_clustering_free(&again);
+	tlcm_clustering_free(&cl);
+}
+
+/* Two blobs near each other and one far away: the silhouette prefers
+ * k = 2, one cluster holding both near blobs (the far one makes every
+ * other distance look small); clustering that cluster's members again
+ * splits it. The adapter does this for a cluster too dispersed to
+ * accept. */
+static void near_pair_far_one(void)
+{
+	static const float at[3] = {0, 6, 40};
+	float x[150 * DIM], c[DIM] = {0};
+	for (int b = 0; b < 3; b++) {
+		c[0] = at[b];
+		for (size_t i = 0; i < 50; i++)
+			for (size_t j = 0; j < DIM; j++)
+				x[(b * 50 + i) * DIM + j] =
+					(float)(c[j] + unif() - 0.5);
+	}
+	tlcm_clustering_t cl;
+	CHECK_INT(tlcm_cluster(x, 150, DIM, &opts, &cl), 0);
+	CHECK_UINT(cl.k, 2);
+	size_t big = cl.sizes[0] > cl.sizes[1] ? 0 : 1;
+	CHECK_UINT(cl.sizes[big], 100);
+	size_t mem[150];
+	size_t n = tlcm_cluster_members(&cl, big, mem);
+	float sub[100 * DIM];
+	for (size_t i = 0; i < n && i < 100; i++)
+		memcpy(sub + i * DIM, x + mem[i] * DIM, sizeof(float) * DIM);
+	tlcm_clustering_t again;
+	CHECK_INT(tlcm_cluster(sub, n, DIM, &opts, &again), 0);
+	CHECK_UINT(again.k, 2);
+	CHECK_UINT(again.sizes[0], 50);
+	CHECK(again.dispersion[0] < cl.dispersion[big] * 0.8);
 	tlcm_clustering_free(&again);
 	tlcm_clustering_free(&cl);
 }
@@ -314,6 +357,7 @@ static void revote_matches_index(void)
 int main(void)
 {
 	two_blobs();
+	near_pair_far_one();
 	one_blob_and_noise();
 	scattered_only();
 	edge_cases();

@@ -9,8 +9,9 @@
  * at the end of the last drift, max_size and max_age, thumbnails from
  * gray and RGB frames in either order, Taken/Released/Resolved notices,
  * the quarantine kept across two runs with settings.store (samples, taken
- * flags, drift state), bad input counted as errors naming the node while
- * the graph runs on, describe() per label.
+ * flags, drift state), refused states (the engine falls back to the last
+ * good one), bad input counted as errors naming the node while the graph
+ * runs on, describe() per label.
  */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
@@ -21,6 +22,7 @@
 #include "engine/store.h"
 #include "fb/prediction_fb.h"
 #include "fb/quarantine_fb.h"
+#include "fb/quarantine_state_fb.h"
 #include "tests/tlcm_test.h"
 #include "tests/unit/test_adapt_script.h"
 
@@ -405,6 +407,70 @@ static void kept_across_runs(const char *dir)
 	CHECK_INT(described("taken"), 1);
 }
 
+/* A state the node refuses (samples of two sizes, then not a FlatBuffer
+ * at all): the engine falls back to the newest version it accepts. */
+static void refused_state(const char *dir)
+{
+	char store[300], logpath[300];
+	snprintf(store, sizeof store, "%s/store", dir); /* kept_across_runs' */
+	snprintf(logpath, sizeof logpath, "%s/log3.txt", dir);
+	tlcm_fbb_t b;
+	tlcm_fbb_init(&b, 0);
+	float x[3] = {1, 2, 3};
+	tlcm_fbb_ref_t r[2];
+	for (int i = 0; i < 2; i++) {
+		tlcm_fbb_ref_t f = tlcm_QuarantinedSample_features_create(
+			&b, x, 2 + (size_t)i);
+		tlcm_QuarantinedSample_start(&b);
+		tlcm_QuarantinedSample_add_frame_id(&b, 70 + (uint64_t)i);
+		tlcm_QuarantinedSample_add_features(&b, f);
+		r[i] = tlcm_QuarantinedSample_end(&b);
+	}
+	tlcm_fbb_ref_t v = tlcm_QuarantineState_samples_create(&b, r, 2);
+	tlcm_QuarantineState_start(&b);
+	tlcm_QuarantineState_add_samples(&b, v);
+	size_t len;
+	const void *data = tlcm_QuarantineState_finish(&b,
+		tlcm_QuarantineState_end(&b), &len);
+	tlcm_store_t *st;
+	char why[256];
+	tlcm_store_opts_t so = {.must_exist = true};
+	CHECK_INT(tlcm_store_open(&st, store, &so, why, sizeof why), 0);
+	uint64_t ver;
+	CHECK_INT(tlcm_store_snapshot(st, "q", data, len, "bad sizes", &ver),
+		  0);
+	CHECK_INT(tlcm_store_snapshot(st, "q", "garbage!", 8, "not fb", &ver),
+		  0);
+	tlcm_store_close(st);
+	tlcm_fbb_fini(&b);
+	static const ts_step_t s[] = {P(5, "C", 0.9f, 1, 5), WAIT(preds1)};
+	tlcm_run_result_t res;
+	char yaml[1024];
+	snprintf(yaml, sizeof yaml,
+		 "graph: q\n"
+		 "settings: { workers: 2, introspect: 'off', store: %s }\n"
+		 "nodes:\n"
+		 "  src: { type: script }\n"
+		 "  q: { type: w.quarantine, on_error: skip }\n"
+		 "edges:\n"
+		 "  - { from: src.o0, to: q.in }\n", store);
+	CHECK_INT(tlcm_ts_run_logged(&reg, yaml, s, 2, &res, logpath,
+				     TLCM_LOG_WARN), 0);
+	tlcm_run_result_fini(&res);
+	/* the good state of kept_across_runs: 4 samples, then frame 5
+	 * (no drift any more: passed, not admitted) */
+	CHECK_INT(described("size"), 4);
+	CHECK_INT(described("admitted"), 4);
+	size_t n;
+	unsigned char *log = tlcm_test_read_file(logpath, &n);
+	char *text = realloc(log, n + 1);
+	text[n] = 0;
+	CHECK_CONTAINS(text, "[q] state rejected: tlcm.QuarantineState");
+	CHECK_CONTAINS(text, "[q] state rejected: sample 1 has 3 features, "
+		       "expected 2");
+	free(text);
+}
+
 static void bad_input(const char *dir)
 {
 	char logpath[300];
@@ -488,6 +554,7 @@ int main(void)
 	thumbnails();
 	notices();
 	kept_across_runs(dir);
+	refused_state(dir);
 	bad_input(dir);
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	if (system(cmd) != 0)

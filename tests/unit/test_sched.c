@@ -453,7 +453,9 @@ static void timers_and_control(void)
 		 "  c2: { type: ctl, params: { name: fixed, value: '7' } }\n"
 		 "  c3: { type: ctl, params: { name: rate_hz, value: '1000' } }\n"
 		 "  w: { type: watched }\n"
-		 "  src: { type: gen, params: { count: 10 } }\n"
+		 /* paced, so w is still there when the three ctl sources
+		  * first run (control edges do not hold it open) */
+		 "  src: { type: gen, params: { count: 10, rate_hz: 50 } }\n"
 		 "edges:\n"
 		 "  - { from: src.out, to: w.in }\n"
 		 "  - { from: c.out, to: w.control }\n"
