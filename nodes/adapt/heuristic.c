@@ -229,24 +229,6 @@ static uint64_t wall_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int bad(tlcm_ctx_t *ctx, adapt_t *a, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int bad(tlcm_ctx_t *ctx, adapt_t *a, const char *fmt, ...)
-{
-	if (a->bad < 5 || a->bad % 1000 == 0) {
-		char msg[320];
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, sizeof msg, fmt, ap);
-		va_end(ap);
-		tlcm_node_log(ctx, TLCM_LOG_WARN, "%s (%" PRIu64 " bad so far)",
-			      msg, a->bad + 1);
-	}
-	a->bad++;
-	return TLCM_EBADMSG;
-}
-
 static void type_name(const tlcm_msg_t *m, char t[5])
 {
 	memcpy(t, m->type, 4);
@@ -1180,11 +1162,11 @@ static int on_labels(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 	char t[5];
 	if (memcmp(m->type, tlcm_LabeledSample_IDENTIFIER, 4)) {
 		type_name(m, t);
-		return bad(ctx, a, "labels: expected a LabeledSample (SMPL), "
+		return tlcm_bad_input(ctx, &a->bad, "labels: expected a LabeledSample (SMPL), "
 			   "got a '%s' message", t);
 	}
 	if (tlcm_LabeledSample_verify_as_root(buf, m->size, &why))
-		return bad(ctx, a, "labels: invalid LabeledSample: %s", why);
+		return tlcm_bad_input(ctx, &a->bad, "labels: invalid LabeledSample: %s", why);
 	tlcm_LabeledSample_table_t s = tlcm_LabeledSample_as_root(buf);
 	const char *label = tlcm_LabeledSample_label(s);
 	size_t ll = tlcm_LabeledSample_label_len(s);
@@ -1192,16 +1174,16 @@ static int on_labels(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 	size_t xl = tlcm_LabeledSample_embedding_len(s);
 	const float *x = tlcm_LabeledSample_embedding(s);
 	if (!ll || ll > MAX_LABEL_LEN || strlen(label) != ll)
-		return bad(ctx, a, "labels: frame %" PRIu64 ": label must be "
+		return tlcm_bad_input(ctx, &a->bad, "labels: frame %" PRIu64 ": label must be "
 			   "1..%d bytes without NUL", frame, MAX_LABEL_LEN);
 	if (!frame && !xl)
-		return bad(ctx, a, "labels: no frame id and no embedding");
+		return tlcm_bad_input(ctx, &a->bad, "labels: no frame id and no embedding");
 	if (xl && a->dim && xl != a->dim)
-		return bad(ctx, a, "labels: frame %" PRIu64 ": embedding has "
+		return tlcm_bad_input(ctx, &a->bad, "labels: frame %" PRIu64 ": embedding has "
 			   "%zu values, expected %zu", frame, xl, a->dim);
 	for (size_t j = 0; j < xl; j++)
 		if (!isfinite(x[j]))
-			return bad(ctx, a, "labels: frame %" PRIu64 ": "
+			return tlcm_bad_input(ctx, &a->bad, "labels: frame %" PRIu64 ": "
 				   "embedding[%zu] is not finite", frame, j);
 	if (a->ngt == MAX_GT) { /* a long trial: forget the oldest */
 		free(a->gt[0].label);
@@ -1232,11 +1214,11 @@ static int on_batch(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 	char t[5];
 	if (memcmp(m->type, tlcm_QuarantineBatch_IDENTIFIER, 4)) {
 		type_name(m, t);
-		return bad(ctx, a, "batch: expected a QuarantineBatch (QBAT), "
+		return tlcm_bad_input(ctx, &a->bad, "batch: expected a QuarantineBatch (QBAT), "
 			   "got a '%s' message", t);
 	}
 	if (tlcm_QuarantineBatch_verify_as_root(buf, m->size, &why))
-		return bad(ctx, a, "batch: invalid QuarantineBatch: %s", why);
+		return tlcm_bad_input(ctx, &a->bad, "batch: invalid QuarantineBatch: %s", why);
 	tlcm_QuarantineBatch_table_t qb = tlcm_QuarantineBatch_as_root(buf);
 	size_t n = tlcm_QuarantineBatch_samples_len(qb), dim = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -1247,13 +1229,13 @@ static int on_batch(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 		if (!i)
 			dim = d;
 		if (!d || d != dim || d > MAX_DIM)
-			return bad(ctx, a, "batch: sample %zu (frame %" PRIu64
+			return tlcm_bad_input(ctx, &a->bad, "batch: sample %zu (frame %" PRIu64
 				   ") has %zu features, expected %zu", i,
 				   tlcm_QuarantinedSample_frame_id(s), d,
 				   dim ? dim : 1);
 		for (size_t j = 0; j < d; j++)
 			if (!isfinite(x[j]))
-				return bad(ctx, a, "batch: frame %" PRIu64
+				return tlcm_bad_input(ctx, &a->bad, "batch: frame %" PRIu64
 					   ": features[%zu] is not finite",
 					   tlcm_QuarantinedSample_frame_id(s),
 					   j);
@@ -1315,11 +1297,11 @@ static int on_heldout(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 	char t[5];
 	if (memcmp(m->type, tlcm_Prediction_IDENTIFIER, 4)) {
 		type_name(m, t);
-		return bad(ctx, a, "heldout: expected a Prediction (PRED), got "
+		return tlcm_bad_input(ctx, &a->bad, "heldout: expected a Prediction (PRED), got "
 			   "a '%s' message", t);
 	}
 	if (tlcm_Prediction_verify_as_root(buf, m->size, &why))
-		return bad(ctx, a, "heldout: invalid Prediction: %s", why);
+		return tlcm_bad_input(ctx, &a->bad, "heldout: invalid Prediction: %s", why);
 	tlcm_Prediction_table_t p = tlcm_Prediction_as_root(buf);
 	uint64_t frame = tlcm_Prediction_frame_id(p);
 	float conf = tlcm_Prediction_confidence(p);
@@ -1329,24 +1311,24 @@ static int on_heldout(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 	size_t dim = tlcm_Prediction_features_len(p);
 	const float *x = tlcm_Prediction_features(p);
 	if (!isfinite(conf) || !isfinite(md))
-		return bad(ctx, a, "heldout: frame %" PRIu64 ": non-finite %s",
+		return tlcm_bad_input(ctx, &a->bad, "heldout: frame %" PRIu64 ": non-finite %s",
 			   frame, isfinite(conf) ? "mean_distance"
 						 : "confidence");
 	if (!ll)
 		return progress(ctx, a); /* the KNN had nothing to say */
 	if (k > MAX_K || k != tlcm_Prediction_top_distances_len(p))
-		return bad(ctx, a, "heldout: frame %" PRIu64 ": %zu top labels"
+		return tlcm_bad_input(ctx, &a->bad, "heldout: frame %" PRIu64 ": %zu top labels"
 			   " and %zu distances (at most %d)", frame, k,
 			   tlcm_Prediction_top_distances_len(p), MAX_K);
 	if (dim && a->dim && dim != a->dim)
-		return bad(ctx, a, "heldout: frame %" PRIu64 ": %zu features, "
+		return tlcm_bad_input(ctx, &a->bad, "heldout: frame %" PRIu64 ": %zu features, "
 			   "earlier predictions had %zu", frame, dim, a->dim);
 	if (dim > MAX_DIM)
-		return bad(ctx, a, "heldout: frame %" PRIu64 ": %zu features",
+		return tlcm_bad_input(ctx, &a->bad, "heldout: frame %" PRIu64 ": %zu features",
 			   frame, dim);
 	for (size_t j = 0; j < dim; j++)
 		if (!isfinite(x[j]))
-			return bad(ctx, a, "heldout: frame %" PRIu64 ": "
+			return tlcm_bad_input(ctx, &a->bad, "heldout: frame %" PRIu64 ": "
 				   "features[%zu] is not finite", frame, j);
 	if (dim)
 		a->dim = dim;

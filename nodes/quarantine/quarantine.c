@@ -136,24 +136,6 @@ static uint64_t wall_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int bad(tlcm_ctx_t *ctx, quarantine_t *q, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int bad(tlcm_ctx_t *ctx, quarantine_t *q, const char *fmt, ...)
-{
-	if (q->bad < 5 || q->bad % 1000 == 0) {
-		char msg[320];
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, sizeof msg, fmt, ap);
-		va_end(ap);
-		tlcm_node_log(ctx, TLCM_LOG_WARN, "%s (%" PRIu64 " bad so far)",
-			      msg, q->bad + 1);
-	}
-	q->bad++;
-	return TLCM_EBADMSG;
-}
-
 static void type_name(const tlcm_msg_t *m, char t[5])
 {
 	memcpy(t, m->type, 4);
@@ -619,11 +601,11 @@ static int on_frame(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 	char t[5];
 	if (memcmp(m->type, tlcm_Frame_IDENTIFIER, 4)) {
 		type_name(m, t);
-		return bad(ctx, q, "frames: expected a Frame (FRAM), got a "
+		return tlcm_bad_input(ctx, &q->bad, "frames: expected a Frame (FRAM), got a "
 			   "'%s' message", t);
 	}
 	if (tlcm_Frame_verify_as_root(buf, m->size, &why))
-		return bad(ctx, q, "frames: invalid Frame: %s", why);
+		return tlcm_bad_input(ctx, &q->bad, "frames: invalid Frame: %s", why);
 	if (!q->thumb_size)
 		return 0;
 	tlcm_Frame_table_t f = tlcm_Frame_as_root(buf);
@@ -631,7 +613,7 @@ static int on_frame(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 	int ch = tlcm_Frame_format(f) == tlcm_PixelFormat_Rgb8 ? 3 : 1;
 	if (!w || !h || w > 65535 || h > 65535 ||
 	    tlcm_Frame_pixels_len(f) != w * h * (size_t)ch)
-		return bad(ctx, q, "frames: frame %" PRIu64 ": %zu pixel "
+		return tlcm_bad_input(ctx, &q->bad, "frames: frame %" PRIu64 ": %zu pixel "
 			   "bytes for %zux%zu (%s)", tlcm_Frame_id(f),
 			   tlcm_Frame_pixels_len(f), w, h,
 			   ch == 3 ? "Rgb8" : "Gray8");
@@ -677,22 +659,22 @@ static int admit(tlcm_ctx_t *ctx, quarantine_t *q, tlcm_Prediction_table_t p,
 	const float *x = tlcm_Prediction_features(p);
 	size_t dim = tlcm_Prediction_features_len(p);
 	if (!dim)
-		return bad(ctx, q, "in: frame %" PRIu64 ": Prediction without "
+		return tlcm_bad_input(ctx, &q->bad, "in: frame %" PRIu64 ": Prediction without "
 			   "features (set carry_features: true on the knn)",
 			   frame);
 	if (q->n && dim != q->dim)
-		return bad(ctx, q, "in: frame %" PRIu64 ": %zu features, the "
+		return tlcm_bad_input(ctx, &q->bad, "in: frame %" PRIu64 ": %zu features, the "
 			   "quarantined samples have %zu", frame, dim, q->dim);
 	if (dim > MAX_DIM)
-		return bad(ctx, q, "in: frame %" PRIu64 ": %zu features, at "
+		return tlcm_bad_input(ctx, &q->bad, "in: frame %" PRIu64 ": %zu features, at "
 			   "most %d", frame, dim, MAX_DIM);
 	for (size_t j = 0; j < dim; j++)
 		if (!isfinite(x[j]))
-			return bad(ctx, q, "in: frame %" PRIu64 ": features[%zu]"
+			return tlcm_bad_input(ctx, &q->bad, "in: frame %" PRIu64 ": features[%zu]"
 				   " = %g (expected finite)", frame, j,
 				   (double)x[j]);
 	if (tlcm_Prediction_label_len(p) > MAX_LABEL)
-		return bad(ctx, q, "in: frame %" PRIu64 ": label longer than "
+		return tlcm_bad_input(ctx, &q->bad, "in: frame %" PRIu64 ": label longer than "
 			   "%d bytes", frame, MAX_LABEL);
 	if (q->n == q->max_size) {
 		remove_at(q, 0);
@@ -751,16 +733,16 @@ static int on_prediction(tlcm_ctx_t *ctx, quarantine_t *q,
 	char t[5];
 	if (memcmp(m->type, tlcm_Prediction_IDENTIFIER, 4)) {
 		type_name(m, t);
-		return bad(ctx, q, "in: expected a Prediction (PRED), got a "
+		return tlcm_bad_input(ctx, &q->bad, "in: expected a Prediction (PRED), got a "
 			   "'%s' message", t);
 	}
 	if (tlcm_Prediction_verify_as_root(buf, m->size, &why))
-		return bad(ctx, q, "in: invalid Prediction: %s", why);
+		return tlcm_bad_input(ctx, &q->bad, "in: invalid Prediction: %s", why);
 	tlcm_Prediction_table_t p = tlcm_Prediction_as_root(buf);
 	float conf = tlcm_Prediction_confidence(p);
 	float md = tlcm_Prediction_mean_distance(p);
 	if (!isfinite(conf) || !isfinite(md))
-		return bad(ctx, q, "in: frame %" PRIu64 ": non-finite %s",
+		return tlcm_bad_input(ctx, &q->bad, "in: frame %" PRIu64 ": non-finite %s",
 			   tlcm_Prediction_frame_id(p),
 			   isfinite(conf) ? "mean_distance" : "confidence");
 	q->seen++;
@@ -793,11 +775,11 @@ static int on_drift(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 	char t[5];
 	if (memcmp(m->type, tlcm_DriftEvent_IDENTIFIER, 4)) {
 		type_name(m, t);
-		return bad(ctx, q, "drift: expected a DriftEvent (DRFT), got a "
+		return tlcm_bad_input(ctx, &q->bad, "drift: expected a DriftEvent (DRFT), got a "
 			   "'%s' message", t);
 	}
 	if (tlcm_DriftEvent_verify_as_root(buf, m->size, &why))
-		return bad(ctx, q, "drift: invalid DriftEvent: %s", why);
+		return tlcm_bad_input(ctx, &q->bad, "drift: invalid DriftEvent: %s", why);
 	tlcm_DriftEvent_table_t e = tlcm_DriftEvent_as_root(buf);
 	const char *node = tlcm_DriftEvent_node(e);
 	if (!node || !node[0])
@@ -808,7 +790,7 @@ static int on_drift(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 	bool start = tlcm_DriftEvent_kind(e) == tlcm_DriftKind_Start;
 	if (start && i == q->ndrifting) {
 		if (q->ndrifting == MAX_DRIFTING)
-			return bad(ctx, q, "drift: more than %d detectors in "
+			return tlcm_bad_input(ctx, &q->bad, "drift: more than %d detectors in "
 				   "drift", MAX_DRIFTING);
 		char *c = strdup(node);
 		if (!c)
@@ -836,16 +818,16 @@ static int on_notice(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 	char t[5];
 	if (memcmp(m->type, tlcm_QuarantineNotice_IDENTIFIER, 4)) {
 		type_name(m, t);
-		return bad(ctx, q, "notices: expected a QuarantineNotice "
+		return tlcm_bad_input(ctx, &q->bad, "notices: expected a QuarantineNotice "
 			   "(QNOT), got a '%s' message", t);
 	}
 	if (tlcm_QuarantineNotice_verify_as_root(buf, m->size, &why))
-		return bad(ctx, q, "notices: invalid QuarantineNotice: %s",
+		return tlcm_bad_input(ctx, &q->bad, "notices: invalid QuarantineNotice: %s",
 			   why);
 	tlcm_QuarantineNotice_table_t n = tlcm_QuarantineNotice_as_root(buf);
 	int kind = tlcm_QuarantineNotice_kind(n);
 	if (!tlcm_NoticeKind_is_known((tlcm_NoticeKind_enum_t)kind))
-		return bad(ctx, q, "notices: unknown kind %d", kind);
+		return tlcm_bad_input(ctx, &q->bad, "notices: unknown kind %d", kind);
 	size_t cnt = tlcm_QuarantineNotice_frame_ids_len(n);
 	for (size_t k = 0; k < cnt; k++) {
 		uint64_t id = tlcm_QuarantineNotice_frame_ids_at(n, k);
