@@ -248,6 +248,14 @@ bool tlcm_stopping(const tlcm_ctx_t *ctx);
 int tlcm_bad_input(tlcm_ctx_t *ctx, uint64_t *count, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* The message's type as a printable C string (non-printable bytes as
+ * '?'), for error messages. */
+void tlcm_msg_type_str(const tlcm_msg_t *m, char out[5]);
+
+/* Append s to buf[*at..end) as a quoted, escaped JSON string (for
+ * describe()); false, with *at unchanged, when it does not fit. */
+bool tlcm_json_str(char *buf, size_t *at, size_t end, const char *s);
+
 /* Log with the node id. */
 void tlcm_node_log(const tlcm_ctx_t *ctx, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

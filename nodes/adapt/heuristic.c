@@ -229,15 +229,6 @@ static uint64_t wall_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void type_name(const tlcm_msg_t *m, char t[5])
-{
-	memcpy(t, m->type, 4);
-	t[4] = 0;
-	for (int i = 0; i < 4; i++)
-		if (t[i] < 0x20 || t[i] > 0x7e)
-			t[i] = '?';
-}
-
 static char *dupn(const char *s, size_t n)
 {
 	char *d = malloc(n + 1);
@@ -1161,7 +1152,7 @@ static int on_labels(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 	const char *why;
 	char t[5];
 	if (memcmp(m->type, tlcm_LabeledSample_IDENTIFIER, 4)) {
-		type_name(m, t);
+		tlcm_msg_type_str(m, t);
 		return tlcm_bad_input(ctx, &a->bad, "labels: expected a LabeledSample (SMPL), "
 			   "got a '%s' message", t);
 	}
@@ -1213,7 +1204,7 @@ static int on_batch(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 	const char *why;
 	char t[5];
 	if (memcmp(m->type, tlcm_QuarantineBatch_IDENTIFIER, 4)) {
-		type_name(m, t);
+		tlcm_msg_type_str(m, t);
 		return tlcm_bad_input(ctx, &a->bad, "batch: expected a QuarantineBatch (QBAT), "
 			   "got a '%s' message", t);
 	}
@@ -1296,7 +1287,7 @@ static int on_heldout(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 	const char *why;
 	char t[5];
 	if (memcmp(m->type, tlcm_Prediction_IDENTIFIER, 4)) {
-		type_name(m, t);
+		tlcm_msg_type_str(m, t);
 		return tlcm_bad_input(ctx, &a->bad, "heldout: expected a Prediction (PRED), got "
 			   "a '%s' message", t);
 	}

@@ -153,15 +153,6 @@ static const char *class_label(const knn_node_t *n, int32_t c, char *buf,
 	return buf;
 }
 
-static void type_name(const tlcm_msg_t *m, char t[5])
-{
-	memcpy(t, m->type, 4);
-	t[4] = 0;
-	for (int i = 0; i < 4; i++)
-		if (t[i] < 0x20 || t[i] > 0x7e)
-			t[i] = '?';
-}
-
 /* Check an embedding against the index: NULL when fine, else why. */
 static const char *check_embedding(const knn_node_t *n, const float *e,
 				   size_t len, char *why, size_t cap)
@@ -254,7 +245,7 @@ static int classify(tlcm_ctx_t *ctx, knn_node_t *n, const tlcm_msg_t *m)
 	const char *vwhy;
 	char t[5], why[160];
 	if (memcmp(m->type, tlcm_Features_IDENTIFIER, 4)) {
-		type_name(m, t);
+		tlcm_msg_type_str(m, t);
 		return tlcm_bad_input(ctx, &n->bad, "in: expected Features (FEAT), got a '%s' "
 			   "message", t);
 	}
@@ -348,7 +339,7 @@ static int learn(tlcm_ctx_t *ctx, knn_node_t *n, const tlcm_msg_t *m)
 				 tlcm_LabeledSample_embedding_len(s),
 				 tlcm_LabeledSample_source(s));
 	}
-	type_name(m, t);
+	tlcm_msg_type_str(m, t);
 	return tlcm_bad_input(ctx, &n->bad, "samples: expected Features (FEAT) or "
 		   "LabeledSample (SMPL), got a '%s' message", t);
 }
@@ -563,31 +554,6 @@ static int restore(tlcm_ctx_t *ctx, void *st, const void *data, size_t len)
 
 /* Append a JSON string (escaped) at buf[*at]; false when it did not fit
  * before `end`. */
-static bool put_json_str(char *buf, size_t *at, size_t end, const char *s)
-{
-	size_t p = *at;
-	if (p + 2 > end)
-		return false;
-	buf[p++] = '"';
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		int w = ch == '"' || ch == '\\' ? 2 : ch < 0x20 ? 6 : 1;
-		if (p + (size_t)w + 1 > end)
-			return false;
-		if (w == 2) {
-			buf[p++] = '\\';
-			buf[p++] = (char)ch;
-		} else if (w == 6) {
-			p += (size_t)snprintf(buf + p, 7, "\\u%04x", ch);
-		} else {
-			buf[p++] = (char)ch;
-		}
-	}
-	buf[p++] = '"';
-	*at = p;
-	return true;
-}
-
 static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 {
 	knn_node_t *n = st;
@@ -623,7 +589,7 @@ static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 		int nw = snprintf(num, sizeof num, ":%zu", c);
 		if (listed && at < end)
 			buf[at++] = ',';
-		if (at >= end || !put_json_str(buf, &at, end,
+		if (at >= end || !tlcm_json_str(buf, &at, end,
 					       tlcm_knn_label_name(ix, i)) ||
 		    at + (size_t)nw > end) {
 			at = save;

@@ -136,15 +136,6 @@ static uint64_t wall_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void type_name(const tlcm_msg_t *m, char t[5])
-{
-	memcpy(t, m->type, 4);
-	t[4] = 0;
-	for (int i = 0; i < 4; i++)
-		if (t[i] < 0x20 || t[i] > 0x7e)
-			t[i] = '?';
-}
-
 /* A copy of a FlatBuffers string (NULL stays NULL); *ok false on OOM. */
 static char *dup_str(const char *s, size_t len, bool *ok)
 {
@@ -600,7 +591,7 @@ static int on_frame(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 	const char *why;
 	char t[5];
 	if (memcmp(m->type, tlcm_Frame_IDENTIFIER, 4)) {
-		type_name(m, t);
+		tlcm_msg_type_str(m, t);
 		return tlcm_bad_input(ctx, &q->bad, "frames: expected a Frame (FRAM), got a "
 			   "'%s' message", t);
 	}
@@ -732,7 +723,7 @@ static int on_prediction(tlcm_ctx_t *ctx, quarantine_t *q,
 	const char *why;
 	char t[5];
 	if (memcmp(m->type, tlcm_Prediction_IDENTIFIER, 4)) {
-		type_name(m, t);
+		tlcm_msg_type_str(m, t);
 		return tlcm_bad_input(ctx, &q->bad, "in: expected a Prediction (PRED), got a "
 			   "'%s' message", t);
 	}
@@ -774,7 +765,7 @@ static int on_drift(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 	const char *why;
 	char t[5];
 	if (memcmp(m->type, tlcm_DriftEvent_IDENTIFIER, 4)) {
-		type_name(m, t);
+		tlcm_msg_type_str(m, t);
 		return tlcm_bad_input(ctx, &q->bad, "drift: expected a DriftEvent (DRFT), got a "
 			   "'%s' message", t);
 	}
@@ -817,7 +808,7 @@ static int on_notice(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 	const char *why;
 	char t[5];
 	if (memcmp(m->type, tlcm_QuarantineNotice_IDENTIFIER, 4)) {
-		type_name(m, t);
+		tlcm_msg_type_str(m, t);
 		return tlcm_bad_input(ctx, &q->bad, "notices: expected a QuarantineNotice "
 			   "(QNOT), got a '%s' message", t);
 	}
@@ -881,31 +872,6 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 
 /* Append a JSON string (escaped) at buf[*at]; false when it did not fit
  * before `end`. */
-static bool put_json_str(char *buf, size_t *at, size_t end, const char *s)
-{
-	size_t p = *at;
-	if (p + 2 > end)
-		return false;
-	buf[p++] = '"';
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		int w = ch == '"' || ch == '\\' ? 2 : ch < 0x20 ? 6 : 1;
-		if (p + (size_t)w + 1 > end)
-			return false;
-		if (w == 2) {
-			buf[p++] = '\\';
-			buf[p++] = (char)ch;
-		} else if (w == 6) {
-			p += (size_t)snprintf(buf + p, 7, "\\u%04x", ch);
-		} else {
-			buf[p++] = (char)ch;
-		}
-	}
-	buf[p++] = '"';
-	*at = p;
-	return true;
-}
-
 static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 {
 	quarantine_t *q = st;
@@ -942,7 +908,7 @@ static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 		size_t save = at;
 		if (listed && at < end)
 			buf[at++] = ',';
-		if (at >= end || !put_json_str(buf, &at, end, l) ||
+		if (at >= end || !tlcm_json_str(buf, &at, end, l) ||
 		    at + (size_t)nw > end) {
 			at = save;
 			cut = true;
