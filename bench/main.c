@@ -24,6 +24,8 @@ static const bench_suite_t suites[] = {
 	 bench_suite_features},
 	{"knn", "KNN index queries/s vs FAISS IndexFlatL2 and numpy",
 	 bench_suite_knn},
+	{"drift-fmnist", "the learning loop on Fashion-MNIST: accuracy, drift "
+	 "delay, adaptation, ground truth, per-node cost", bench_suite_drift},
 };
 #define NSUITES (sizeof suites / sizeof suites[0])
 

@@ -524,7 +524,8 @@ static bool valid_id(const char *s)
 static void load_settings(loader_t *L, const tlcm_ynode_t *n)
 {
 	static const char *keys[] = {"workers", "store", "sync",
-				     "sync_interval", "keep", "introspect"};
+				     "sync_interval", "keep", "introspect",
+				     "fresh_store"};
 	if (n->kind != TLCM_Y_MAP) {
 		ERR(L, n, "settings: expected a mapping, found %s",
 		    tlcm_yaml_kind_name(n->kind));
@@ -545,6 +546,15 @@ static void load_settings(loader_t *L, const tlcm_ynode_t *n)
 		} else if (strcmp(k->str, "store") == 0) {
 			free(L->g->store);
 			L->g->store = scalar_text(L, v, false, "settings.store");
+		} else if (strcmp(k->str, "fresh_store") == 0) {
+			char *t = scalar_text(L, v, false,
+					      "settings.fresh_store");
+			if (t && strcmp(t, "true") && strcmp(t, "false"))
+				ERR(L, v, "settings.fresh_store: '%s' is not "
+				    "true or false", t);
+			else if (t)
+				L->g->fresh_store = !strcmp(t, "true");
+			free(t);
 		} else if (strcmp(k->str, "sync") == 0) {
 			char *t = scalar_text(L, v, false, "settings.sync");
 			tlcm_sync_t sy;
@@ -583,7 +593,7 @@ static void load_settings(loader_t *L, const tlcm_ynode_t *n)
 			free(L->g->introspect);
 			L->g->introspect = t;
 		} else {
-			unknown_key(L, k, "settings", keys, 6);
+			unknown_key(L, k, "settings", keys, 7);
 		}
 	}
 }

@@ -97,6 +97,7 @@ typedef struct tlcm_graph {
 	char *file;
 	int workers;     /* 0: one per core */
 	char *store;     /* NULL: none */
+	bool fresh_store; /* destroy the store at start (demos, evaluations) */
 	int sync;        /* tlcm_sync_t (engine/store.h) */
 	uint64_t sync_interval; /* ns, for sync: batch */
 	unsigned keep;   /* snapshot versions kept per node */

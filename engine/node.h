@@ -240,6 +240,19 @@ uint64_t tlcm_unique_id(tlcm_ctx_t *ctx);
 /* True once the graph is shutting down: sources should finish. */
 bool tlcm_stopping(const tlcm_ctx_t *ctx);
 
+/* True when every other node is idle (not running, not queued) and no
+ * edge holds an unread message, except the edges into the calling node
+ * (e.g. feedback edges back to it): everything the caller emitted so far
+ * has been processed through the graph. Nodes with timers may still emit
+ * later, and a free-running source elsewhere keeps the answer false. For
+ * sources that play a test or evaluation in phases (emit, wait until
+ * idle, go on); call from tick() and, while false, return 0 to be called
+ * again (a paced tick, or tlcm_set_tick(ctx, 0) with a short sleep).
+ * Finished nodes count as idle; `isolate: process` nodes are judged by
+ * their edges alone. Called in an isolated node's own process, where the
+ * rest of the graph is not visible, it is always false. Never waits. */
+bool tlcm_graph_idle(tlcm_ctx_t *ctx);
+
 /* Report a bad input message (wrong type, corrupt, does not fit): adds
  * one to *count (the node's own tally, e.g. for describe and snapshots),
  * logs "MESSAGE (N bad so far)" for the first five and then one in 1000,

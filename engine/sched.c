@@ -84,6 +84,7 @@ struct tlcm_ctx {
 	struct {
 		_Atomic uint64_t in, out, dropped, errors, restarts, batches;
 		_Atomic uint64_t hist[48]; /* per-message process time, log2 ns */
+		_Atomic uint64_t busy_ns; /* in process() and tick() */
 	} st;
 	_Atomic(const char *) last_error;
 	unsigned restarts_window;
@@ -149,6 +150,13 @@ static int child_snap_fd = -1;
 static volatile sig_atomic_t child_stop;
 
 #define RESTART_WINDOW_NS 60000000000ull
+
+/* Wall time this thread spent running other nodes from inside a callback
+ * (help(): a producer working off a full edge), so that a node's busy time
+ * and process time leave out the consumers it ran. Per thread, engine
+ * internal; help() sets it to its value before the run plus the run's
+ * length, so nested helping is subtracted once. */
+static _Thread_local uint64_t helped_ns;
 
 #define BUMP(field, n)                                                     \
 	atomic_store_explicit(&(field),                                     \
@@ -298,7 +306,9 @@ static bool help(tlcm_ctx_t *c)
 						    ST_RUNNING))
 			return false;
 	}
+	uint64_t h = helped_ns, t = tlcm_now_ns();
 	run(c);
+	helped_ns = h + (tlcm_now_ns() - t);
 	return true;
 }
 
@@ -1064,6 +1074,80 @@ static bool source(const tlcm_ctx_t *c)
 	return c->g->nin == 0;
 }
 
+/* Whether the end of its inputs ends node c. A node whose connected
+ * inputs are all feedback or control edges and that has a tick — a
+ * source that also listens, e.g. eval.scenario scoring the answers to
+ * what it played — ends only when its tick returns TLCM_ECLOSED. */
+static bool ends_with_inputs(const tlcm_ctx_t *c)
+{
+	if (!c->nin)
+		return false;
+	if (!c->t->tick)
+		return true;
+	for (size_t k = 0; k < c->nin; k++)
+		if (!c->in[k].optional_for_eos)
+			return true;
+	return false;
+}
+
+/* ---- idle barrier (node.h) ----------------------------------------------- */
+
+/* One look at the graph for tlcm_graph_idle(): false when a node other
+ * than c is queued or running, or an edge not into c holds a message
+ * (published and not yet released: peeked ones count). Else *mark gets
+ * the sum of every edge's committed and consumed counters. Ring figures
+ * are read from the shared segment only (tlcm_ring_stats), never through
+ * the consumer's private view, so no other thread's ring state is
+ * touched; isolated nodes (always RUNNING here: their child runs them)
+ * are judged by their rings alone. */
+static bool quiet_look(const tlcm_ctx_t *c, uint64_t *mark)
+{
+	sched_t *s = c->s;
+	for (size_t i = 0; i < s->n; i++) {
+		tlcm_ctx_t *o = &s->nodes[i];
+		if (o == c || o->isolated || atomic_load(&o->finished))
+			continue;
+		if (atomic_load(&o->run_state) != ST_IDLE)
+			return false;
+	}
+	uint64_t sum = 0;
+	for (size_t i = 0; i < s->g->nedges; i++) {
+		const tlcm_ctx_t *to = &s->nodes[s->g->edges[i].to];
+		tlcm_ring_stats_t st;
+		tlcm_ring_stats(s->rings[i], &st);
+		sum += st.committed + st.consumed;
+		/* a finished consumer drained its inputs and refuses more */
+		if (st.used && to != c && !atomic_load(&to->finished))
+			return false;
+	}
+	*mark = sum;
+	return true;
+}
+
+/* Two looks, equal counters: every counter only grows, so equal sums
+ * mean no edge saw a publish or a release between the two looks' reads
+ * of it. A node that ran in between would have left such a trace (its
+ * input released, its output published) or still be running at the
+ * second look: publishes happen while the producer runs, and a consumer
+ * releases only what it has processed. So there was a moment with
+ * nothing in flight. */
+bool tlcm_graph_idle(tlcm_ctx_t *c)
+{
+	if (child_mode) /* the other nodes are not visible from here */
+		return false;
+	publish_all(c); /* what the caller emitted so far must count */
+	uint64_t m1, m2;
+	return quiet_look(c, &m1) && quiet_look(c, &m2) && m1 == m2;
+}
+
+/* Wall time since t0 less what this thread spent running other nodes
+ * since helped_ns was h0: the node's own share. */
+static uint64_t own_time(uint64_t t0, uint64_t h0)
+{
+	uint64_t d = tlcm_now_ns() - t0, h = helped_ns - h0;
+	return d > h ? d - h : 0;
+}
+
 /* One scheduling round of node c (owned by the caller). */
 static void run(tlcm_ctx_t *c)
 {
@@ -1086,10 +1170,12 @@ static void run(tlcm_ctx_t *c)
 	uint64_t period = atomic_load(&c->tick_period);
 	if (c->t->tick && (atomic_exchange(&c->tick_due, 0) || period == 0)) {
 		int n = period == 0 ? SOURCE_TICKS : 1;
+		uint64_t tt = tlcm_now_ns(), th = helped_ns;
 		for (int i = 0; i < n && alive; i++) {
 			int rc = c->t->tick(c, c->state, tlcm_now_ns());
 			if (rc == TLCM_ECLOSED) {
 				alive = false;
+				BUMP(c->st.busy_ns, own_time(tt, th));
 				publish_all(c);
 				finish(c);
 				return;
@@ -1099,10 +1185,11 @@ static void run(tlcm_ctx_t *c)
 			if (period == 0 && i % 16 == 15 && gated(c, &need))
 				break;
 		}
+		BUMP(c->st.busy_ns, own_time(tt, th));
 	}
 	int budget = BUDGET;
-	bool all_eos = c->nin > 0;
-	uint64_t t0 = c->nin ? tlcm_now_ns() : 0;
+	bool all_eos = ends_with_inputs(c);
+	uint64_t t0 = c->nin ? tlcm_now_ns() : 0, h0 = helped_ns;
 	for (size_t k = 0; k < c->nin && alive; k++) {
 		in_edge_t *e = &c->in[k];
 		while (budget > 0 && alive) {
@@ -1139,7 +1226,9 @@ static void run(tlcm_ctx_t *c)
 	}
 	publish_all(c);
 	if (budget < BUDGET) { /* processed messages: time them */
-		uint64_t per = (tlcm_now_ns() - t0) / (uint64_t)(BUDGET - budget);
+		uint64_t busy = own_time(t0, h0);
+		BUMP(c->st.busy_ns, busy);
+		uint64_t per = busy / (uint64_t)(BUDGET - budget);
 		unsigned b = per ? 64 - (unsigned)__builtin_clzll(per) : 0;
 		BUMP(c->st.hist[b < 48 ? b : 47], (uint64_t)(BUDGET - budget));
 		BUMP(c->st.batches, 1);
@@ -1231,7 +1320,7 @@ static _Noreturn void child_main(tlcm_ctx_t *c, int fd, const void *snap,
 			if (rc && !on_error(c, rc, "tick"))
 				_exit(4);
 		}
-		bool all_eos = c->nin > 0;
+		bool all_eos = ends_with_inputs(c);
 		for (size_t k = 0; k < c->nin && alive; k++) {
 			in_edge_t *e = &c->in[k];
 			const tlcm_msg_t *ms[BATCH];
@@ -2041,6 +2130,7 @@ static char *ins_stats(void *arg)
 		cJSON_AddNumberToObject(n, "out", (double)GET(c->st.out));
 		cJSON_AddNumberToObject(n, "dropped", (double)GET(c->st.dropped));
 		cJSON_AddNumberToObject(n, "batches", (double)GET(c->st.batches));
+		cJSON_AddNumberToObject(n, "busy_ns", (double)GET(c->st.busy_ns));
 		cJSON_AddNumberToObject(n, "process_ns_p50", (double)pct(c, 0.5));
 		cJSON_AddNumberToObject(n, "process_ns_p99", (double)pct(c, 0.99));
 		cJSON_AddNumberToObject(n, "errors", (double)GET(c->st.errors));
@@ -2137,6 +2227,16 @@ static char *ins_metrics(void *arg)
 				(unsigned long long)atomic_load_explicit(
 					fld[nm[m].field], memory_order_relaxed));
 		}
+	}
+	fprintf(f, "# HELP tinylcm_node_busy_seconds_total Wall time a node "
+		"spent in process() and tick().\n# TYPE "
+		"tinylcm_node_busy_seconds_total counter\n");
+	for (size_t i = 0; i < s->n; i++) {
+		char nl[256];
+		label(nl, sizeof nl, s->nodes[i].g->id);
+		fprintf(f, "tinylcm_node_busy_seconds_total{graph=\"%s\","
+			"node=\"%s\"} %.9f\n", gl, nl,
+			(double)GET(s->nodes[i].st.busy_ns) / 1e9);
 	}
 	fprintf(f, "# HELP tinylcm_node_process_seconds Time per message "
 		"in process(), by quantile.\n# TYPE tinylcm_node_process_seconds "
@@ -2297,7 +2397,8 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 	if (!rc && g->store) {
 		tlcm_store_opts_t so = {.sync = (tlcm_sync_t)g->sync,
 					.sync_interval = g->sync_interval,
-					.keep = g->keep};
+					.keep = g->keep,
+					.fresh = g->fresh_store};
 		char why[400];
 		rc = tlcm_store_open(&s->store, g->store, &so, why, sizeof why);
 		if (rc)
@@ -2453,7 +2554,7 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 			res->nodes[i] = (tlcm_node_stats_t){
 				GET(c->st.in), GET(c->st.out),
 				GET(c->st.dropped), GET(c->st.errors),
-				GET(c->st.restarts)};
+				GET(c->st.restarts), GET(c->st.busy_ns)};
 		if (c->isolated) /* its child snapshotted and finished */
 			continue;
 		if (s->store && c->t->snapshot)
@@ -2475,13 +2576,23 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 	if (!(o && o->quiet) && res->nodes)
 		for (size_t i = 0; i < s->n; i++) {
 			tlcm_node_stats_t *ns = &res->nodes[i];
+			/* per message: those it took in, or for a source
+			 * those it made */
+			uint64_t msgs = g->nodes[i].nin ? ns->in : ns->out;
+			char per[48] = "";
+			if (msgs)
+				snprintf(per, sizeof per, " (%.2f µs/msg)",
+					 (double)ns->busy_ns / 1e3 /
+						 (double)msgs);
 			tlcm_info(g->nodes[i].id, "in %llu, out %llu, dropped "
-				  "%llu, errors %llu, restarts %llu",
+				  "%llu, errors %llu, restarts %llu, busy %.1f "
+				  "ms%s",
 				  (unsigned long long)ns->in,
 				  (unsigned long long)ns->out,
 				  (unsigned long long)ns->dropped,
 				  (unsigned long long)ns->errors,
-				  (unsigned long long)ns->restarts);
+				  (unsigned long long)ns->restarts,
+				  (double)ns->busy_ns / 1e6, per);
 		}
 	teardown(s);
 	free(s);

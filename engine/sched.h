@@ -26,6 +26,10 @@ typedef struct tlcm_run_opts {
 
 typedef struct tlcm_node_stats {
 	uint64_t in, out, dropped, errors, restarts;
+	/* wall time in process() and tick() (not in the consumers a node
+	 * ran to make room on a full edge); 0 for `isolate: process` nodes,
+	 * whose counters live in their child process */
+	uint64_t busy_ns;
 } tlcm_node_stats_t;
 
 typedef struct tlcm_run_result {

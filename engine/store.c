@@ -158,8 +158,37 @@ static bool has_file(const char *dir, const char *name)
 	return stat(p, &st) == 0;
 }
 
+static int open_store(tlcm_store_t **out, const char *path,
+		      const tlcm_store_opts_t *o, char *why, size_t whylen);
+
 int tlcm_store_open(tlcm_store_t **out, const char *path,
 		    const tlcm_store_opts_t *o, char *why, size_t whylen)
+{
+	if (!o || !o->fresh || o->read_only || o->must_exist)
+		return open_store(out, path, o, why, whylen);
+	/* open first, so only what is a TinyLCM store gets destroyed */
+	tlcm_store_opts_t plain = *o;
+	plain.fresh = false;
+	int rc = open_store(out, path, &plain, why, whylen);
+	if (rc)
+		return rc;
+	tlcm_store_close(*out);
+	*out = NULL;
+	rocksdb_options_t *opts = rocksdb_options_create();
+	char *err = NULL;
+	rocksdb_destroy_db(opts, path, &err);
+	rocksdb_options_destroy(opts);
+	if (err) {
+		snprintf(why, whylen, "store %s: cannot start fresh: %s", path,
+			 err);
+		free(err);
+		return TLCM_EIO;
+	}
+	return open_store(out, path, &plain, why, whylen);
+}
+
+static int open_store(tlcm_store_t **out, const char *path,
+		      const tlcm_store_opts_t *o, char *why, size_t whylen)
 {
 	*out = NULL;
 	why[0] = 0;

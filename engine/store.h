@@ -44,6 +44,9 @@ typedef struct tlcm_store_opts {
 	unsigned keep;           /* versions kept per node; default 5 */
 	bool read_only;          /* open without the lock (inspection) */
 	bool must_exist;         /* do not create a new store */
+	bool fresh;              /* start empty: an existing TinyLCM store
+				    at path is destroyed first (anything
+				    else there is refused as usual) */
 } tlcm_store_opts_t;
 
 typedef struct tlcm_store tlcm_store_t;

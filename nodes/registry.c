@@ -4,6 +4,7 @@
 #include "nodes/adapt/adapt.h"
 #include "nodes/capture/capture_nodes.h"
 #include "nodes/drift/drift_nodes.h"
+#include "nodes/eval/eval.h"
 #include "nodes/features/features.h"
 #include "nodes/knn/knn.h"
 #include "nodes/quarantine/quarantine.h"
@@ -30,6 +31,7 @@ static const tlcm_node_type_t *const builtin[] = {
 	&tlcm_node_knn,
 	&tlcm_node_quarantine,
 	&tlcm_node_adapt_heuristic,
+	&tlcm_node_eval_scenario,
 };
 
 int tlcm_builtin_nodes(tlcm_registry_t *r)

@@ -11,8 +11,12 @@
  * stored relabels it, others are added (evicting when full). Messages the
  * node cannot use are counted, logged with the frame id (the first five,
  * then one in a thousand) and answered with TLCM_EBADMSG, so the node's
- * on_error policy decides (`skip` runs on). The state (every sample, the
- * label table, the counters) is snapshotted to the engine store.
+ * on_error policy decides (`skip` runs on). With learn_first N, the first
+ * N labelled Features on `in` are learned instead of classified: a
+ * warm-up set sent down the same edge as the frames after it is in the
+ * index before the first query. The state (every sample, the label
+ * table, the counters, how many of the N were learned) is snapshotted to
+ * the engine store.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -35,6 +39,7 @@ typedef struct {
 	size_t nclass, min_samples;
 	bool carry;
 	uint64_t bad, predictions;
+	uint64_t learn_first, learned_in; /* param; of it learned so far */
 } knn_node_t;
 
 static const tlcm_port_desc_t inputs[] = {
@@ -74,6 +79,9 @@ static const tlcm_param_desc_t params[] = {
 	{"class_names", TLCM_P_LIST, "", "names of class ids 0, 1, ... (e.g. "
 	 "Fashion-MNIST's); empty or beyond the list: the id as a number",
 	 0, 0, NULL, 0},
+	{"learn_first", TLCM_P_INT, "0", "learn the first N labelled Features "
+	 "on `in` as samples (nothing emitted for them) before classifying; "
+	 "an unlabelled one among them is an error", 0, 1e12, NULL, 0},
 	{0},
 };
 
@@ -109,6 +117,7 @@ static int init(tlcm_ctx_t *ctx, void *st)
 	n->o.max_samples = (size_t)tlcm_param_int(ctx, "max_samples");
 	n->o.quantize = tlcm_param_bool(ctx, "quantize");
 	n->o.dim = (size_t)tlcm_param_int(ctx, "dim");
+	n->learn_first = (uint64_t)tlcm_param_int(ctx, "learn_first");
 	const char *const *names = NULL;
 	n->nclass = tlcm_param_list(ctx, "class_names", &names);
 	n->class_names = names;
@@ -239,6 +248,36 @@ static int emit_prediction(tlcm_ctx_t *ctx, knn_node_t *n,
 	return rc == TLCM_EAGAIN ? 0 : rc; /* a drop is counted by the edge */
 }
 
+static int learn_one(tlcm_ctx_t *ctx, knn_node_t *n, const char *port,
+		     uint64_t frame, const char *label, const float *e,
+		     size_t len, const char *source);
+
+/* One of the first learn_first Features on `in`: learned, not classified.
+ * Every labelled one counts toward learn_first, also one the index
+ * refuses, so the phase ends where the warm-up set does. */
+static int learn_in(tlcm_ctx_t *ctx, knn_node_t *n, tlcm_Features_table_t f)
+{
+	uint64_t frame = tlcm_Features_frame_id(f);
+	int32_t c = tlcm_Features_label(f);
+	char lbuf[16];
+	if (c < 0)
+		return tlcm_bad_input(ctx, &n->bad, "in: frame %" PRIu64 ": "
+				      "Features without a label (label %"
+				      PRId32 ") while learning the first %"
+				      PRIu64 " (learn_first; %" PRIu64
+				      " learned)", frame, c, n->learn_first,
+				      n->learned_in);
+	if (++n->learned_in == n->learn_first)
+		tlcm_node_log(ctx, TLCM_LOG_INFO, "learned the first %" PRIu64
+			      " Features on in (learn_first); classifying "
+			      "from frame %" PRIu64 " on", n->learn_first,
+			      frame);
+	return learn_one(ctx, n, "in", frame,
+			 class_label(n, c, lbuf, sizeof lbuf),
+			 tlcm_Features_embedding(f),
+			 tlcm_Features_embedding_len(f), NULL);
+}
+
 static int classify(tlcm_ctx_t *ctx, knn_node_t *n, const tlcm_msg_t *m)
 {
 	const void *buf = tlcm_msg_data(m);
@@ -252,6 +291,8 @@ static int classify(tlcm_ctx_t *ctx, knn_node_t *n, const tlcm_msg_t *m)
 	if (tlcm_Features_verify_as_root(buf, m->size, &vwhy))
 		return tlcm_bad_input(ctx, &n->bad, "in: invalid Features: %s", vwhy);
 	tlcm_Features_table_t f = tlcm_Features_as_root(buf);
+	if (n->learned_in < n->learn_first)
+		return learn_in(ctx, n, f);
 	const float *e = tlcm_Features_embedding(f);
 	size_t len = tlcm_Features_embedding_len(f);
 	if (check_embedding(n, e, len, why, sizeof why))
@@ -271,33 +312,37 @@ static int classify(tlcm_ctx_t *ctx, knn_node_t *n, const tlcm_msg_t *m)
 
 /* ---- learn ------------------------------------------------------------------ */
 
-static int learn_one(tlcm_ctx_t *ctx, knn_node_t *n, uint64_t frame,
-		     const char *label, const float *e, size_t len,
-		     const char *source)
+/* Learn one sample that arrived on `port` (named in messages). */
+static int learn_one(tlcm_ctx_t *ctx, knn_node_t *n, const char *port,
+		     uint64_t frame, const char *label, const float *e,
+		     size_t len, const char *source)
 {
 	char why[160];
 	if (!label || !label[0] || strlen(label) > TLCM_KNN_MAX_LABEL)
-		return tlcm_bad_input(ctx, &n->bad, "samples: frame %" PRIu64 ": label must be "
-			   "1..%d bytes", frame, TLCM_KNN_MAX_LABEL);
+		return tlcm_bad_input(ctx, &n->bad, "%s: frame %" PRIu64
+				      ": label must be 1..%d bytes", port,
+				      frame, TLCM_KNN_MAX_LABEL);
 	int rc;
 	if (!len && frame) { /* relabel only */
 		rc = tlcm_knn_relabel(n->ix, frame, label);
 		if (rc == 0)
-			return tlcm_bad_input(ctx, &n->bad, "samples: frame %" PRIu64 ": no "
-				   "embedding, and no stored sample of that "
-				   "frame to relabel", frame);
+			return tlcm_bad_input(ctx, &n->bad, "%s: frame %"
+					      PRIu64 ": no embedding, and no "
+					      "stored sample of that frame to "
+					      "relabel", port, frame);
 	} else {
 		if (check_embedding(n, e, len, why, sizeof why))
-			return tlcm_bad_input(ctx, &n->bad, "samples: frame %" PRIu64 ": %s",
-				   frame, why);
+			return tlcm_bad_input(ctx, &n->bad, "%s: frame %"
+					      PRIu64 ": %s", port, frame, why);
 		rc = tlcm_knn_add(n->ix, e, len, label, frame);
 	}
 	if (rc == TLCM_ETOOBIG)
-		return tlcm_bad_input(ctx, &n->bad, "samples: frame %" PRIu64 ": more than %d "
-			   "distinct labels", frame, TLCM_KNN_MAX_LABELS);
+		return tlcm_bad_input(ctx, &n->bad, "%s: frame %" PRIu64
+				      ": more than %d distinct labels", port,
+				      frame, TLCM_KNN_MAX_LABELS);
 	if (rc < 0)
-		return tlcm_bad_input(ctx, &n->bad, "samples: frame %" PRIu64 ": %s", frame,
-			   tlcm_strerror(rc));
+		return tlcm_bad_input(ctx, &n->bad, "%s: frame %" PRIu64
+				      ": %s", port, frame, tlcm_strerror(rc));
 	if (rc > 0)
 		tlcm_node_log(ctx, TLCM_LOG_DEBUG, "frame %" PRIu64 " relabelled"
 			      " '%s'%s%s", frame, label, source ? " by " : "",
@@ -321,7 +366,7 @@ static int learn(tlcm_ctx_t *ctx, knn_node_t *n, const tlcm_msg_t *m)
 			return tlcm_bad_input(ctx, &n->bad, "samples: frame %" PRIu64 ": "
 				   "Features without a label (label %" PRId32
 				   ")", frame, c);
-		return learn_one(ctx, n, frame,
+		return learn_one(ctx, n, "samples", frame,
 				 class_label(n, c, lbuf, sizeof lbuf),
 				 tlcm_Features_embedding(f),
 				 tlcm_Features_embedding_len(f), NULL);
@@ -334,7 +379,8 @@ static int learn(tlcm_ctx_t *ctx, knn_node_t *n, const tlcm_msg_t *m)
 		const char *label = tlcm_LabeledSample_label(s);
 		if (strlen(label) != tlcm_LabeledSample_label_len(s))
 			label = NULL; /* a NUL inside */
-		return learn_one(ctx, n, tlcm_LabeledSample_frame_id(s), label,
+		return learn_one(ctx, n, "samples",
+				 tlcm_LabeledSample_frame_id(s), label,
 				 tlcm_LabeledSample_embedding(s),
 				 tlcm_LabeledSample_embedding_len(s),
 				 tlcm_LabeledSample_source(s));
@@ -430,6 +476,7 @@ static int snapshot(tlcm_ctx_t *ctx, void *st, tlcm_fbb_t *b)
 	tlcm_KnnState_add_next_seq(b, s.next_seq);
 	tlcm_KnnState_add_bad(b, n->bad);
 	tlcm_KnnState_add_predictions(b, n->predictions);
+	tlcm_KnnState_add_learned_in(b, n->learned_in);
 	return tlcm_KnnState_finish(b, tlcm_KnnState_end(b), NULL)
 		       ? 0 : tlcm_fbb_error(b);
 }
@@ -545,6 +592,7 @@ static int restore(tlcm_ctx_t *ctx, void *st, const void *data, size_t len)
 	n->ix = ix;
 	n->bad = tlcm_KnnState_bad(t);
 	n->predictions = tlcm_KnnState_predictions(t);
+	n->learned_in = tlcm_KnnState_learned_in(t);
 	tlcm_node_log(ctx, TLCM_LOG_INFO, "restored %zu samples of %zu "
 		      "classes", tlcm_knn_size(ix), nl);
 	return 0;
@@ -569,11 +617,13 @@ static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 			 "\"quantized\":%s,\"kernel\":\"%s\",\"added\":%"
 			 PRIu64 ",\"evictions\":%" PRIu64 ",\"relabels\":%"
 			 PRIu64 ",\"queries\":%" PRIu64 ",\"predictions\":%"
-			 PRIu64 ",\"bad\":%" PRIu64 ",\"classes\":{",
+			 PRIu64 ",\"bad\":%" PRIu64 ",\"learn_first\":%"
+			 PRIu64 ",\"learned_in\":%" PRIu64 ",\"classes\":{",
 			 tlcm_knn_size(ix), o->max_samples, o->dim, o->k,
 			 metrics[o->metric], o->quantize ? "true" : "false",
 			 tlcm_knn_kernel_name(ix), s.added, s.evictions,
-			 s.relabels, s.queries, n->predictions, n->bad);
+			 s.relabels, s.queries, n->predictions, n->bad,
+			 n->learn_first, n->learned_in);
 	if (w < 0 || (size_t)w + 40 > len) {
 		snprintf(buf, len, "{\"samples\":%zu}", tlcm_knn_size(ix));
 		return 0;

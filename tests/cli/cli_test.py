@@ -288,7 +288,7 @@ def main():
                stdout=[f"{small}: ok (graph 'small': 2 nodes, 1 edges)"],
                no_stderr=True)
         t.case("dot demo", ["dot", demo], 0,
-               stdout_re=[r"\Adigraph ", r'^  "src" -> "split" ',
+               stdout_re=[r"\Adigraph ", r'^  "scenario" -> "features" ',
                           r"\}\n\Z"],
                no_stderr=True)
         t.case("dot with --set", ["dot", small, "--set", "src.count=7"], 0,

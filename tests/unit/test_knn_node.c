@@ -10,7 +10,9 @@
  * string labels and relabelling, the samples kept across two runs through
  * settings.store (also with quantize switched on, and refused when dim no
  * longer fits), bad input counted as errors naming the frame while the
- * graph runs on (on_error: skip), describe() JSON.
+ * graph runs on (on_error: skip), describe() JSON, learn_first (a
+ * warm-up set on `in` itself, learned before the queries behind it, and
+ * how much of it was learned kept across runs).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -597,6 +599,76 @@ static void bad_samples_logged(const char *dir)
 	free(text);
 }
 
+/* describe()'s figure `name`, or -1. */
+static int described_int(const char *name)
+{
+	cJSON *j = cJSON_Parse(described);
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, name);
+	int v = cJSON_IsNumber(t) ? t->valueint : -1;
+	cJSON_Delete(j);
+	return v;
+}
+
+/* learn_first: the warm-up set and the queries on one edge, in order.
+ * No barriers: the run drains before it ends, and a regression fails
+ * the checks instead of waiting for a prediction that never comes. */
+static void learn_first(const char *dir)
+{
+	static const item_t script[] = {
+		Q(1, 0, 0, 0),
+		Q(2, -1, 5, 5), /* unlabelled while learning: an error */
+		Q(3, 0, 1, 0), Q(4, 1, 10, 10), Q(5, 1, 11, 10),
+		/* no barrier: the same edge keeps the order */
+		Q(100, -1, 0.2f, 0), Q(101, -1, 10, 10), Q(102, 1, 10, 11),
+	};
+	tlcm_run_result_t res;
+	CHECK_INT(run(script, sizeof script / sizeof script[0],
+		      "k: 1, learn_first: 4", NULL, &res), 0);
+	CHECK_UINT(res.nodes ? res.nodes[1].errors : 0, 1);
+	tlcm_run_result_fini(&res);
+	CHECK_UINT(atomic_load(&npreds), 3);
+	for (uint64_t f = 1; f <= 5; f++)
+		CHECK(pred_of(f) == NULL);
+	check_pred(100, "0", 1);
+	check_pred(101, "1", 1);
+	check_pred(102, "1", 1); /* labelled, but after the warm-up */
+	const pred_t *p = pred_of(102);
+	if (p)
+		CHECK_STR(p->truth, "1");
+	CHECK_INT(described_int("samples"), 4);
+	CHECK_INT(described_int("learn_first"), 4);
+	CHECK_INT(described_int("learned_in"), 4);
+	CHECK_INT(described_int("bad"), 1);
+
+	/* through a restart: two of three learned in the first run, the
+	 * third in the second, then classifying; a third run learns
+	 * nothing again */
+	char store[256];
+	snprintf(store, sizeof store, "%s/store-lf", dir);
+	static const item_t part1[] = {Q(1, 0, 0, 0), Q(2, 1, 10, 10)};
+	RUN_OK(part1, "k: 1, learn_first: 3", store);
+	CHECK_UINT(atomic_load(&npreds), 0);
+	CHECK_INT(described_int("learned_in"), 2);
+	static const item_t part2[] = {
+		Q(3, 1, 11, 10), Q(100, -1, 0, 1), Q(101, -1, 12, 10),
+	};
+	RUN_OK(part2, "k: 1, learn_first: 3", store);
+	CHECK_UINT(atomic_load(&npreds), 2);
+	CHECK(pred_of(3) == NULL);
+	check_pred(100, "0", 1);
+	check_pred(101, "1", 1);
+	CHECK_INT(described_int("samples"), 3);
+	CHECK_INT(described_int("learned_in"), 3);
+	static const item_t part3[] = {
+		Q(4, 0, 10, 10), Q(102, -1, 0, 0),
+	};
+	RUN_OK(part3, "k: 1, learn_first: 3", store);
+	CHECK_UINT(atomic_load(&npreds), 2);
+	check_pred(4, "1", 1); /* classified, not learned */
+	check_pred(102, "0", 1);
+	CHECK_INT(described_int("samples"), 3);
+}
+
 /* describe() with little room: still JSON, classes cut short. */
 static void describe_small(void)
 {
@@ -647,6 +719,7 @@ int main(void)
 	bad_input(dir);
 	bad_samples_logged(dir);
 	describe_small();
+	learn_first(dir);
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "warning: could not remove %s\n", dir);

@@ -4,10 +4,12 @@
  * with the test nodes plus a few defined here: `slow` (sleeps per message,
  * to build back-pressure), `probe` (detects two threads inside one node),
  * `failer` (fails on a chosen message), `ticker` (counts ticks), `ctl`
- * (sends one control message). Checks: exactly-once delivery on block
- * edges including the drain after a stop, back-pressure reaching the
- * source, drop policies accounting for every message, fan-out, actor
- * exclusivity, on_error policies, the control port.
+ * (sends one control message), `phaser`, `latch`, `counter` and `hold`
+ * (a source playing phases with tlcm_graph_idle()). Checks: exactly-once
+ * delivery on block edges including the drain after a stop,
+ * back-pressure reaching the source, drop policies accounting for every
+ * message, fan-out, actor exclusivity, on_error policies, the control
+ * port, the idle barrier, per-node busy time.
  */
 #define _GNU_SOURCE
 #include <stdatomic.h>
@@ -188,6 +190,147 @@ static const tlcm_node_type_t watched_type = {
 	.name = "watched", .doc = "records param changes", .inputs = any_in,
 	.params = watched_params, .process = watched_process,
 	.param_changed = watched_changed};
+
+/* phaser: plays two phases of PHASE_N messages, waiting for the graph to
+ * go idle after each (the first time inside one tick, so the feedback
+ * edge back to it is full of unread messages then; the second time by
+ * returning 0 until idle). What it saw is recorded in `phases`. latch:
+ * holds its first message until the phaser opened the gate (so the graph
+ * is certainly busy right after the first phase's emit), then forwards
+ * each after 1 ms. counter: counts. hold: keeps the phaser's regular
+ * input open until the phaser is done. */
+#define PHASE_N 20
+
+static atomic_int latch_gate, phaser_done;
+static atomic_ulong counted;
+
+static struct {
+	int idle_after_emit, idle1, idle2;
+	uint64_t counted1, fb1, counted2;
+} phases;
+
+static const tlcm_port_desc_t phaser_in[] = {
+	{"in", "*", "kept open by hold", 0},
+	{"fb", "*", "feedback", TLCM_PORT_OPTIONAL},
+	{0}};
+
+typedef struct {
+	int phase;
+	uint64_t fb;
+} phaser_t;
+
+static int phaser_init(tlcm_ctx_t *ctx, void *st)
+{
+	(void)st;
+	tlcm_set_tick(ctx, 0);
+	return 0;
+}
+
+static int phaser_emit(tlcm_ctx_t *ctx, int from)
+{
+	for (int i = from; i < from + PHASE_N; i++) {
+		uint64_t v = (uint64_t)i;
+		int rc = tlcm_emit(ctx, 0, "TEST", &v, sizeof v);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int phaser_tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
+{
+	phaser_t *p = st;
+	int rc;
+	switch (p->phase) {
+	case 0:
+		if ((rc = phaser_emit(ctx, 0)))
+			return rc;
+		phases.idle_after_emit = tlcm_graph_idle(ctx);
+		atomic_store(&latch_gate, 1);
+		/* wait inside this tick: nothing on fb is taken meanwhile;
+		 * the deadline only keeps a broken barrier from hanging */
+		uint64_t give_up = now + 30000000000ull;
+		while (!(phases.idle1 = tlcm_graph_idle(ctx)) &&
+		       tlcm_now_ns() < give_up)
+			usleep(200);
+		phases.counted1 = atomic_load(&counted);
+		phases.fb1 = p->fb;
+		if ((rc = phaser_emit(ctx, PHASE_N)))
+			return rc;
+		p->phase = 1;
+		return 0;
+	default:
+		if (!tlcm_graph_idle(ctx)) {
+			usleep(200);
+			return 0;
+		}
+		phases.idle2 = 1;
+		phases.counted2 = atomic_load(&counted);
+		atomic_store(&phaser_done, 1);
+		return TLCM_ECLOSED;
+	}
+}
+
+static int phaser_process(tlcm_ctx_t *ctx, void *st, int port,
+			  const tlcm_msg_t *m)
+{
+	phaser_t *p = st;
+	(void)ctx;
+	(void)m;
+	if (port == 1)
+		p->fb++;
+	return 0;
+}
+
+static const tlcm_node_type_t phaser_type = {
+	.name = "phaser", .doc = "emit, wait until idle, go on",
+	.inputs = phaser_in, .outputs = any_out,
+	.state_size = sizeof(phaser_t), .init = phaser_init,
+	.tick = phaser_tick, .process = phaser_process};
+
+static int latch_process(tlcm_ctx_t *ctx, void *st, int port,
+			 const tlcm_msg_t *m)
+{
+	(void)st;
+	(void)port;
+	while (!atomic_load(&latch_gate))
+		usleep(100);
+	usleep(1000);
+	return tlcm_emit_msg(ctx, 0, m);
+}
+
+static const tlcm_node_type_t latch_type = {
+	.name = "latch", .doc = "wait for the gate, then 1 ms per message",
+	.inputs = any_in, .outputs = any_out, .process = latch_process};
+
+static int counter_process(tlcm_ctx_t *ctx, void *st, int port,
+			   const tlcm_msg_t *m)
+{
+	(void)ctx, (void)st, (void)port, (void)m;
+	atomic_fetch_add(&counted, 1);
+	return 0;
+}
+
+static const tlcm_node_type_t counter_type = {
+	.name = "counter", .doc = "count messages", .inputs = any_in,
+	.process = counter_process};
+
+static int hold_init(tlcm_ctx_t *ctx, void *st)
+{
+	(void)st;
+	tlcm_set_tick(ctx, 5000000); /* 5 ms */
+	return 0;
+}
+
+static int hold_tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
+{
+	(void)ctx, (void)st, (void)now;
+	return atomic_load(&phaser_done) ? TLCM_ECLOSED : 0;
+}
+
+static const tlcm_node_type_t hold_type = {
+	.name = "hold", .doc = "emit nothing until the phaser is done",
+	.outputs = any_out, .init = hold_init, .tick = hold_tick};
 
 /* ---- helpers ---- */
 
@@ -471,6 +614,51 @@ static void timers_and_control(void)
 	tlcm_graph_free(g);
 }
 
+static void idle_barrier(void)
+{
+	atomic_store(&latch_gate, 0);
+	atomic_store(&phaser_done, 0);
+	atomic_store(&counted, 0);
+	memset(&phases, 0, sizeof phases);
+	tlcm_graph_t *g = load(
+		"graph: idle\n"
+		"settings: { workers: 2 }\n"
+		"nodes:\n"
+		"  hold: { type: hold }\n"
+		"  ph: { type: phaser, thread: own }\n"
+		"  slow: { type: latch }\n"
+		"  t: { type: tee }\n"
+		"  count: { type: counter }\n"
+		"edges:\n"
+		"  - { from: hold.out, to: ph.in }\n"
+		"  - { from: ph.out, to: slow.in }\n"
+		"  - { from: slow.out, to: t.in }\n"
+		"  - { from: t.out, to: count.in }\n"
+		"  - { from: t.out, to: ph.fb, feedback: true }\n",
+		NULL, 0);
+	tlcm_run_result_t res;
+	CHECK_INT(run(g, 0, &res), 0);
+	CHECK_STR(res.why, "");
+	/* right after the emit the latch holds the messages: busy */
+	CHECK_INT(phases.idle_after_emit, 0);
+	/* idle meant: all of the phase through the graph, although the
+	 * feedback edge into the caller was full of unread messages */
+	CHECK_INT(phases.idle1, 1);
+	CHECK_UINT(phases.counted1, PHASE_N);
+	CHECK_UINT(phases.fb1, 0);
+	CHECK_INT(phases.idle2, 1);
+	CHECK_UINT(phases.counted2, 2 * PHASE_N);
+	CHECK_UINT(res.nodes[node_index(g, "count")].in, 2 * PHASE_N);
+	/* busy time: at least the latch's 1 ms sleep per message; the
+	 * others did some work */
+	CHECK(res.nodes[node_index(g, "slow")].busy_ns >=
+	      2 * PHASE_N * 1000000ull);
+	CHECK(res.nodes[node_index(g, "count")].busy_ns > 0);
+	CHECK(res.nodes[node_index(g, "ph")].busy_ns > 0);
+	tlcm_run_result_fini(&res);
+	tlcm_graph_free(g);
+}
+
 static void sets_override(void)
 {
 	const char *sets[] = {"src.count=77", "sink.expect=77"};
@@ -497,6 +685,10 @@ int main(void)
 	tlcm_registry_add(&reg, &ticker_type);
 	tlcm_registry_add(&reg, &ctl_type);
 	tlcm_registry_add(&reg, &watched_type);
+	tlcm_registry_add(&reg, &phaser_type);
+	tlcm_registry_add(&reg, &latch_type);
+	tlcm_registry_add(&reg, &counter_type);
+	tlcm_registry_add(&reg, &hold_type);
 	exactly_once_with_backpressure();
 	drain_on_stop();
 	policies_and_fanout();
@@ -505,6 +697,7 @@ int main(void)
 	error_policies();
 	timers_and_control();
 	sets_override();
+	idle_barrier();
 	tlcm_registry_fini(&reg);
 	return tlcm_test_done();
 }

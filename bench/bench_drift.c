@@ -1,0 +1,263 @@
+/* bench_drift.c — tinylcm-bench drift-fmnist: the learning loop evaluated
+ * on Fashion-MNIST (issue 6, docs/evaluation.md).
+ *
+ * 1. graphs/demo.yaml at full size: eval.scenario plays warm-up, phase A
+ *    (10 000 stationary frames), phase B (10 000 frames, 20 % of classes
+ *    8 and 9), ground truth and phase C (2 500 unseen frames of all ten
+ *    classes) and writes its scores as JSON lines, copied to stdout here;
+ *    its table goes to stderr.
+ * 2. Per node, the time spent in its callbacks per message it handled
+ *    (the engine's busy time), the whole graph's per frame, and the
+ *    lifecycle's share: knn, drift, quarantine and adapter busy time over
+ *    the front's (scenario, features, PCA).
+ * 3. The baseline of the same run: graphs/bench/drift-front.yaml plays
+ *    the same frames through the front only; process CPU time per frame
+ *    of both gives the overhead including the engine's hops.
+ * 4. The same two measures with a MobileNetV2-shaped extractor
+ *    (tools/make-mobilenet-v2, random weights, 224x224 RGB; small).
+ *
+ * --scale multiplies the phase sizes (0.2 for a quick look).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "bench/bench.h"
+#include "engine/error.h"
+#include "engine/graph.h"
+#include "engine/sched.h"
+#include "nodes/nodes.h"
+
+#define PYTHON "/usr/bin/python3"
+#define MOBILENET_TOOL "tools/make-mobilenet-v2"
+#define DATASET "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+#define SUITE "drift-fmnist"
+
+typedef struct run {
+	double cpu_s, wall_s;
+	size_t nnodes;
+	char (*ids)[64];
+	tlcm_node_stats_t *st;
+} run_t;
+
+static double cpu_now(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static void run_free(run_t *r)
+{
+	free(r->ids);
+	free(r->st);
+	memset(r, 0, sizeof *r);
+}
+
+/* Run graph file `path` with overrides; 0 when it ran to the end. */
+static int run_graph(const tlcm_registry_t *reg, const char *path,
+		     const char *const *sets, size_t nsets, run_t *out)
+{
+	memset(out, 0, sizeof *out);
+	tlcm_graph_t *g = NULL;
+	tlcm_diag_t d = {0};
+	if (tlcm_graph_load(&g, path, reg, sets, nsets, &d)) {
+		tlcm_diag_print(&d, stderr);
+		tlcm_diag_fini(&d);
+		return TLCM_EPARSE;
+	}
+	tlcm_diag_fini(&d);
+	tlcm_run_opts_t ro = {.quiet = true, .headless = true};
+	tlcm_run_result_t res;
+	double c0 = cpu_now();
+	int rc = tlcm_graph_run(g, &ro, &res);
+	out->cpu_s = cpu_now() - c0;
+	out->wall_s = res.seconds;
+	if (rc)
+		fprintf(stderr, SUITE ": %s failed: %s\n", path,
+			res.why[0] ? res.why : tlcm_strerror(rc));
+	out->nnodes = g->nnodes;
+	out->ids = calloc(g->nnodes, sizeof *out->ids);
+	out->st = calloc(g->nnodes, sizeof *out->st);
+	for (size_t i = 0; out->ids && out->st && res.nodes &&
+			   i < g->nnodes;
+	     i++) {
+		snprintf(out->ids[i], sizeof out->ids[i], "%s",
+			 g->nodes[i].id);
+		out->st[i] = res.nodes[i];
+	}
+	tlcm_run_result_fini(&res);
+	tlcm_graph_free(g);
+	return rc;
+}
+
+static bool front_node(const char *id)
+{
+	return !strcmp(id, "scenario") || !strcmp(id, "features") ||
+	       !strcmp(id, "pca") || !strcmp(id, "out");
+}
+
+static uint64_t busy_of(const run_t *r, bool front)
+{
+	uint64_t t = 0;
+	for (size_t i = 0; i < r->nnodes; i++)
+		if (front_node(r->ids[i]) == front)
+			t += r->st[i].busy_ns;
+	return t;
+}
+
+/* Frames the scenario played: its out count. */
+static uint64_t frames_of(const run_t *r)
+{
+	for (size_t i = 0; i < r->nnodes; i++)
+		if (!strcmp(r->ids[i], "scenario"))
+			return r->st[i].out;
+	return 0;
+}
+
+/* JSON lines of per-node time and the lifecycle overhead of `loop`
+ * against the front-only run `front`, cases prefixed by `tag`. */
+static void report_costs(const char *tag, const run_t *loop,
+			 const run_t *front)
+{
+	char kase[128];
+	uint64_t frames = frames_of(loop);
+	for (size_t i = 0; i < loop->nnodes; i++) {
+		const tlcm_node_stats_t *s = &loop->st[i];
+		uint64_t n = s->in ? s->in : s->out;
+		if (!n)
+			continue;
+		snprintf(kase, sizeof kase, "%snode_%s", tag, loop->ids[i]);
+		bench_report(SUITE, kase, "us", (double)s->busy_ns / 1e3 /
+			     (double)n, n, 1, NULL, 0);
+	}
+	if (!frames)
+		return;
+	double lb = (double)busy_of(loop, false), fb = (double)busy_of(loop,
+								     true);
+	snprintf(kase, sizeof kase, "%sgraph_busy_per_frame", tag);
+	bench_base_t base[2] = {{"front_nodes", fb / 1e3 / (double)frames}};
+	bench_report(SUITE, kase, "us", (lb + fb) / 1e3 / (double)frames,
+		     frames, 1, base, 1);
+	snprintf(kase, sizeof kase, "%slifecycle_busy_overhead", tag);
+	bench_report(SUITE, kase, "ratio", fb > 0 ? lb / fb : NAN, frames, 1,
+		     NULL, 0);
+	uint64_t ff = front ? frames_of(front) : 0;
+	if (!ff)
+		return;
+	double cl = loop->cpu_s / (double)frames,
+	       cf = front->cpu_s / (double)ff;
+	base[0] = (bench_base_t){"front_only_graph", cf * 1e6};
+	snprintf(kase, sizeof kase, "%scpu_per_frame", tag);
+	bench_report(SUITE, kase, "us", cl * 1e6, frames, 1, base, 1);
+	snprintf(kase, sizeof kase, "%slifecycle_cpu_overhead", tag);
+	bench_report(SUITE, kase, "ratio", cl / cf - 1, frames, 1, NULL, 0);
+	base[0] = (bench_base_t){"front_only_graph",
+				 front->wall_s * 1e6 / (double)ff};
+	snprintf(kase, sizeof kase, "%swall_per_frame", tag);
+	bench_report(SUITE, kase, "us", loop->wall_s * 1e6 / (double)frames,
+		     frames, 1, base, 1);
+}
+
+static void copy_lines(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096];
+	while (f && fgets(line, sizeof line, f))
+		fputs(line, stdout);
+	if (f)
+		fclose(f);
+	fflush(stdout);
+}
+
+static void mobilenet(const tlcm_registry_t *reg, const char *dir)
+{
+	char model[300], store[300], cmd[800];
+	snprintf(model, sizeof model, "%s/mobilenet-v2.tlm", dir);
+	snprintf(store, sizeof store, "%s/mobilenet.store", dir);
+	snprintf(cmd, sizeof cmd, "%s %s %s >&2", PYTHON, MOBILENET_TOOL,
+		 model);
+	if (access(MOBILENET_TOOL, R_OK) || system(cmd) != 0) {
+		fprintf(stderr, SUITE ": skipping the MobileNetV2 case (`%s` "
+			"failed; run from the repository root)\n", cmd);
+		return;
+	}
+	setenv("MODEL", model, 1);
+	setenv("STORE", store, 1);
+	run_t loop, front;
+	fprintf(stderr, SUITE ": MobileNetV2-shaped loop ...\n");
+	int rc = run_graph(reg, "graphs/bench/drift-mobilenet.yaml", NULL, 0,
+			   &loop);
+	fprintf(stderr, SUITE ": MobileNetV2-shaped front only ...\n");
+	if (!rc)
+		rc = run_graph(reg, "graphs/bench/drift-mobilenet-front.yaml",
+			       NULL, 0, &front);
+	else
+		memset(&front, 0, sizeof front);
+	if (!rc)
+		report_costs("mobilenet_v2_", &loop, &front);
+	run_free(&loop);
+	run_free(&front);
+	unsetenv("MODEL");
+	unsetenv("STORE");
+	unlink(model);
+}
+
+int bench_suite_drift(const bench_opts_t *o)
+{
+	if (access(DATASET, R_OK)) {
+		fprintf(stderr, SUITE ": %s missing (apt-get install "
+			"dataset-fashion-mnist); nothing measured\n", DATASET);
+		return 1;
+	}
+	tlcm_registry_t reg = {0};
+	if (tlcm_builtin_nodes(&reg)) {
+		tlcm_registry_fini(&reg);
+		return 1;
+	}
+	char dir[] = "/tmp/tlcm-bench-drift-XXXXXX";
+	if (!mkdtemp(dir)) {
+		perror(SUITE ": mkdtemp");
+		tlcm_registry_fini(&reg);
+		return 1;
+	}
+	double sc = o->scale > 0 ? o->scale : 1;
+	long a = lround(10000 * sc), b = lround(10000 * sc),
+	     c = lround(2500 * sc);
+	char sa[64], sb[64], scc[64], rep[320], store[320];
+	snprintf(sa, sizeof sa, "scenario.phase_a=%ld", a < 600 ? 600 : a);
+	snprintf(sb, sizeof sb, "scenario.phase_b=%ld", b < 600 ? 600 : b);
+	snprintf(scc, sizeof scc, "scenario.phase_c=%ld", c < 100 ? 100 : c);
+	snprintf(rep, sizeof rep, "scenario.report=%s/report.jsonl", dir);
+	snprintf(store, sizeof store, "%s/demo.store", dir);
+	setenv("STORE", store, 1);
+	const char *sets[] = {sa, sb, scc, rep, "scenario.table=/dev/stderr"};
+	run_t loop, front;
+	fprintf(stderr, SUITE ": the learning loop (graphs/demo.yaml) ...\n");
+	int rc = run_graph(&reg, "graphs/demo.yaml", sets, 5, &loop);
+	copy_lines(rep + strlen("scenario.report="));
+	fprintf(stderr, SUITE ": the front only (baseline) ...\n");
+	const char *fsets[] = {sa, sb, scc};
+	if (!rc)
+		rc = run_graph(&reg, "graphs/bench/drift-front.yaml", fsets, 3,
+			       &front);
+	else
+		memset(&front, 0, sizeof front);
+	if (!rc)
+		report_costs("", &loop, &front);
+	run_free(&loop);
+	run_free(&front);
+	unsetenv("STORE");
+	if (!rc)
+		mobilenet(&reg, dir);
+	char cmd[400];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, SUITE ": could not remove %s\n", dir);
+	tlcm_registry_fini(&reg);
+	return rc ? 1 : 0;
+}
