@@ -2,14 +2,15 @@
  * on Fashion-MNIST (issue 6, docs/evaluation.md).
  *
  * 1. graphs/demo.yaml at full size: eval.scenario plays warm-up, phase A
- *    (10 000 stationary frames), phase B (10 000 frames, 20 % of classes
- *    8 and 9), ground truth and phase C (2 500 unseen frames of all ten
+ *    (10 000 stationary frames), phase B (7 500 frames, 20 % of classes
+ *    8 and 9: each of the 1 500 images of 8 and 9 outside phase C once),
+ *    ground truth and phase C (2 500 unseen frames of all ten
  *    classes) and writes its scores as JSON lines, copied to stdout here;
  *    its table goes to stderr.
  * 2. Per node, the time spent in its callbacks per message it handled
- *    (the engine's busy time), the whole graph's per frame, and the
- *    lifecycle's share: knn, drift, quarantine and adapter busy time over
- *    the front's (scenario, features, PCA).
+ *    (the engine's busy time), the graph's per frame, and the lifecycle's
+ *    share: knn, drift, quarantine and adapter busy time over the
+ *    front's (features, PCA; the scenario is the harness, in neither).
  * 3. The baseline of the same run: graphs/bench/drift-front.yaml plays
  *    the same frames through the front only; process CPU time per frame
  *    of both gives the overhead including the engine's hops.
@@ -95,17 +96,25 @@ static int run_graph(const tlcm_registry_t *reg, const char *path,
 	return rc;
 }
 
-static bool front_node(const char *id)
+/* The front: what turns a frame into features. The scenario (the frame
+ * source and referee) and the baseline's sink are neither front nor
+ * lifecycle; everything else is the lifecycle. */
+enum { PART_OTHER, PART_FRONT, PART_LIFECYCLE };
+
+static int part_of(const char *id)
 {
-	return !strcmp(id, "scenario") || !strcmp(id, "features") ||
-	       !strcmp(id, "pca") || !strcmp(id, "out");
+	if (!strcmp(id, "features") || !strcmp(id, "pca"))
+		return PART_FRONT;
+	if (!strcmp(id, "scenario") || !strcmp(id, "out"))
+		return PART_OTHER;
+	return PART_LIFECYCLE;
 }
 
-static uint64_t busy_of(const run_t *r, bool front)
+static uint64_t busy_of(const run_t *r, int part)
 {
 	uint64_t t = 0;
 	for (size_t i = 0; i < r->nnodes; i++)
-		if (front_node(r->ids[i]) == front)
+		if (part_of(r->ids[i]) == part)
 			t += r->st[i].busy_ns;
 	return t;
 }
@@ -137,8 +146,8 @@ static void report_costs(const char *tag, const run_t *loop,
 	}
 	if (!frames)
 		return;
-	double lb = (double)busy_of(loop, false), fb = (double)busy_of(loop,
-								     true);
+	double lb = (double)busy_of(loop, PART_LIFECYCLE),
+	       fb = (double)busy_of(loop, PART_FRONT);
 	snprintf(kase, sizeof kase, "%sgraph_busy_per_frame", tag);
 	bench_base_t base[2] = {{"front_nodes", fb / 1e3 / (double)frames}};
 	bench_report(SUITE, kase, "us", (lb + fb) / 1e3 / (double)frames,
@@ -226,7 +235,7 @@ int bench_suite_drift(const bench_opts_t *o)
 		return 1;
 	}
 	double sc = o->scale > 0 ? o->scale : 1;
-	long a = lround(10000 * sc), b = lround(10000 * sc),
+	long a = lround(10000 * sc), b = lround(7500 * sc),
 	     c = lround(2500 * sc);
 	char sa[64], sb[64], scc[64], rep[320], store[320];
 	snprintf(sa, sizeof sa, "scenario.phase_a=%ld", a < 600 ? 600 : a);

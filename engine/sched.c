@@ -1148,6 +1148,17 @@ static uint64_t own_time(uint64_t t0, uint64_t h0)
 	return d > h ? d - h : 0;
 }
 
+/* Run the consumer of c's output ring r on this thread (see help());
+ * false when it is busy or not c's. */
+static bool help_consumer(tlcm_ctx_t *c, tlcm_ring_t *r)
+{
+	for (size_t p = 0; p < c->nout; p++)
+		for (size_t i = 0; i < c->out[p].n; i++)
+			if (c->out[p].rings[i] == r)
+				return help(c->out[p].dst[i]);
+	return false;
+}
+
 /* One scheduling round of node c (owned by the caller). */
 static void run(tlcm_ctx_t *c)
 {
@@ -1160,6 +1171,14 @@ static void run(tlcm_ctx_t *c)
 	}
 	size_t need;
 	tlcm_ring_t *full = gated(c, &need);
+	/* Work the full edge off on this thread first: when every worker is
+	 * busy (one producer waiting for room, one helping us), nobody else
+	 * would run the consumer, and giving up here would just be called
+	 * again by the helper, round after round. Block edges form no cycle,
+	 * so this recursion ends. */
+	for (int tries = 0; full && tries < 4 && help_consumer(c, full);
+	     tries++)
+		full = gated(c, &need);
 	if (full) {
 		atomic_store(&c->run_state, ST_IDLE);
 		if (tlcm_ring_arm_space(full, need))

@@ -108,6 +108,7 @@ typedef struct {
 	size_t min_cluster, nreps, held_cap, min_held, window, cool, votes,
 		max_taught;
 	double max_disp, disp_factor, inside_share, inside_factor;
+	double inside_centroid, min_effect;
 	tlcm_cluster_opts_t copts;
 	tlcm_adapt_rules_t rules;
 	bool precheck, inverse;
@@ -188,6 +189,15 @@ static const tlcm_param_desc_t params[] = {
 	{"inside_factor", TLCM_P_FLOAT, "1.0", "...and the members' median "
 	 "mean_distance is at most this x that label's in the held-out "
 	 "buffer", 0, 100, NULL, 0},
+	{"min_effect", TLCM_P_FLOAT, "0", "pre-check: a new label must take "
+	 "over at least this share of the held-out answers (0: no test). A "
+	 "class that appears in the stream takes a noticeable share; a "
+	 "cluster of a known class's rare outliers takes almost none and "
+	 "would only steal its typical frames", 0, 1, NULL,
+	 TLCM_PARAM_RUNTIME},
+	{"inside_centroid", TLCM_P_FLOAT, "0", "when > 0, the second test "
+	 "is instead: the cluster's centroid lies within this x the label's "
+	 "spread of the label's held-out centroid", 0, 100, NULL, 0},
 	{"label_prefix", TLCM_P_STRING, "new_", "pseudo-labels: prefix and "
 	 "a number", 0, 0, NULL, 0},
 	{"heldout_size", TLCM_P_INT, "200", "held-out predictions kept", 1,
@@ -509,8 +519,9 @@ static void baseline(const adapt_t *a, const uint64_t *ex, size_t nex,
  * features (as in baseline(..., true)). */
 static void revote(const adapt_t *a, const uint64_t *ex, size_t nex,
 		   const trial_t *t, int add, int dominant, double *conf,
-		   double *share)
+		   double *share, double *taken)
 {
+	size_t moved = 0;
 	float *d = malloc((t->nm ? t->nm : 1) * sizeof *d);
 	size_t nr = 0, n = 0, dom = 0;
 	double sum = 0;
@@ -529,15 +540,46 @@ static void revote(const adapt_t *a, const uint64_t *ex, size_t nex,
 					  a->inverse, &c);
 		sum += c;
 		dom += w == dominant;
+		moved += w == add && h->label != add;
 		n++;
 	}
 	free(d);
 	*conf = n ? sum / (double)n : 0;
 	*share = n ? (double)dom / (double)n : 0;
+	*taken = n ? (double)moved / (double)n : 0;
 }
 
-/* Median spread (RMS distance to the centroid) of the held-out labels
- * with at least 5 predictions with features; 0 when none. */
+/* Centroid c (dim values) and spread (RMS distance to it) of the held-out
+ * predictions of `label` with features; the count (0: none). */
+static size_t label_stats(const adapt_t *a, int label, double *c, float *p,
+			  double *spread)
+{
+	size_t n = 0;
+	memset(c, 0, a->dim * sizeof *c);
+	for (size_t i = 0; i < a->nheld; i++)
+		if (a->held[i].label == label && a->held[i].x) {
+			prep(a, a->held[i].x, a->dim, p);
+			for (size_t j = 0; j < a->dim; j++)
+				c[j] += p[j];
+			n++;
+		}
+	if (!n)
+		return 0;
+	double ss = 0;
+	for (size_t j = 0; j < a->dim; j++)
+		c[j] /= (double)n;
+	for (size_t i = 0; i < a->nheld; i++)
+		if (a->held[i].label == label && a->held[i].x) {
+			prep(a, a->held[i].x, a->dim, p);
+			for (size_t j = 0; j < a->dim; j++)
+				ss += (p[j] - c[j]) * (p[j] - c[j]);
+		}
+	*spread = sqrt(ss / (double)n);
+	return n;
+}
+
+/* Median spread of the held-out labels with at least 5 predictions with
+ * features; 0 when none. */
 static double label_spread(const adapt_t *a)
 {
 	double *spread = malloc(a->nlabels * sizeof *spread + 1);
@@ -545,33 +587,37 @@ static double label_spread(const adapt_t *a)
 	float *p = malloc(a->dim * sizeof *p + 1);
 	size_t ns = 0;
 	for (size_t l = 0; spread && c && p && l < a->nlabels; l++) {
-		size_t n = 0;
-		memset(c, 0, a->dim * sizeof *c);
-		for (size_t i = 0; i < a->nheld; i++)
-			if (a->held[i].label == (int)l && a->held[i].x) {
-				prep(a, a->held[i].x, a->dim, p);
-				for (size_t j = 0; j < a->dim; j++)
-					c[j] += p[j];
-				n++;
-			}
-		if (n < 5)
-			continue;
-		double ss = 0;
-		for (size_t j = 0; j < a->dim; j++)
-			c[j] /= (double)n;
-		for (size_t i = 0; i < a->nheld; i++)
-			if (a->held[i].label == (int)l && a->held[i].x) {
-				prep(a, a->held[i].x, a->dim, p);
-				for (size_t j = 0; j < a->dim; j++)
-					ss += (p[j] - c[j]) * (p[j] - c[j]);
-			}
-		spread[ns++] = sqrt(ss / (double)n);
+		double sp;
+		if (label_stats(a, (int)l, c, p, &sp) >= 5)
+			spread[ns++] = sp;
 	}
 	double m = ns ? median(spread, ns) : 0;
 	free(spread);
 	free(c);
 	free(p);
 	return m;
+}
+
+/* Whether the cluster with centroid cc sits inside `label` by position:
+ * its centroid within inside_centroid x the label's spread of the label's
+ * held-out centroid. (Quarantined samples are far from the KNN's samples
+ * by selection, so their neighbour distances overstate how foreign a
+ * cluster of a known class's harder frames is; where the cluster sits
+ * does not.) */
+static bool inside_by_centroid(const adapt_t *a, int label, const double *cc)
+{
+	double *c = malloc(a->dim * sizeof *c + 1);
+	float *p = malloc(a->dim * sizeof *p + 1);
+	double sp = 0, d2 = 0;
+	bool in = false;
+	if (c && p && label_stats(a, label, c, p, &sp) >= 5) {
+		for (size_t j = 0; j < a->dim; j++)
+			d2 += (cc[j] - c[j]) * (cc[j] - c[j]);
+		in = sqrt(d2) <= a->inside_centroid * sp;
+	}
+	free(c);
+	free(p);
+	return in;
 }
 
 /* Median mean_distance of held-out predictions of `label` (all labels
@@ -792,6 +838,12 @@ static int attempt(tlcm_ctx_t *ctx, adapt_t *a)
 	}
 	t->disp = (float)disp;
 	truth_summary(a, tcnt, t);
+	double *cc = nm ? calloc(dim, sizeof *cc) : NULL;
+	for (size_t k = 0; cc && k < nm; k++)
+		for (size_t j = 0; j < dim; j++)
+			cc[j] += x[mem[k] * dim + j] / (double)nm;
+	if (nm && !cc)
+		rc = TLCM_ENOMEM;
 	free(x);
 	free(idx);
 	free(mem);
@@ -799,6 +851,7 @@ static int attempt(tlcm_ctx_t *ctx, adapt_t *a)
 	a->fruitless = !rc && !nm ? a->q_admitted + 1 : 0;
 	if (rc || !nm) {
 		free(md);
+		free(cc);
 		trial_free(t);
 		return rc;
 	}
@@ -809,9 +862,13 @@ static int attempt(tlcm_ctx_t *ctx, adapt_t *a)
 			maj = (int)l;
 	bool inside = !rc && maj >= 0 &&
 		      (double)cnt[maj] >= a->inside_share * (double)t->nm &&
-		      median(md, t->nm) <=
-			      a->inside_factor * label_distance(a, maj);
+		      (a->inside_centroid > 0
+			       ? inside_by_centroid(a, maj, cc)
+			       : median(md, t->nm) <=
+					 a->inside_factor *
+						 label_distance(a, maj));
 	free(md);
+	free(cc);
 	char name[MAX_LABEL_LEN + 1];
 	if (inside)
 		snprintf(name, sizeof name, "%s", label_name(a, maj));
@@ -851,15 +908,21 @@ static int attempt(tlcm_ctx_t *ctx, adapt_t *a)
 	t->q_before = t->q_now = a->q_size;
 	if (a->precheck) {
 		base_t bx;
-		double ca, sa;
+		double ca, sa, ta;
 		char why[128];
 		baseline(a, ex, t->nm, true, &bx);
 		int add = intern(a, name, strlen(name));
-		revote(a, ex, t->nm, t, add, bx.dominant, &ca, &sa);
-		if (bx.n && tlcm_adapt_rules_check(&a->rules, bx.conf, ca,
-						   label_name(a, bx.dominant),
-						   bx.share, sa, 0, 0, why,
-						   sizeof why)) {
+		revote(a, ex, t->nm, t, add, bx.dominant, &ca, &sa, &ta);
+		bool weak = bx.n && t->new_label && ta < a->min_effect;
+		if (weak)
+			snprintf(why, sizeof why, "changes %.1f %% of the "
+				 "held-out answers < %.1f %%", 100 * ta,
+				 100 * a->min_effect);
+		if (weak || (bx.n && tlcm_adapt_rules_check(
+					     &a->rules, bx.conf, ca,
+					     label_name(a, bx.dominant),
+					     bx.share, sa, 0, 0, why,
+					     sizeof why))) {
 			char reason[200];
 			snprintf(reason, sizeof reason, "reject %.40s (%zu "
 				 "samples): %s", name, t->nm, why);
@@ -1378,6 +1441,7 @@ static void read_runtime(tlcm_ctx_t *ctx, adapt_t *a)
 	a->disp_factor = tlcm_param_float(ctx, "dispersion_factor");
 	a->nreps = (size_t)tlcm_param_int(ctx, "representatives");
 	a->precheck = tlcm_param_bool(ctx, "precheck");
+	a->min_effect = tlcm_param_float(ctx, "min_effect");
 	a->copts.min_points = a->min_cluster - 1;
 }
 
@@ -1394,6 +1458,7 @@ static int init(tlcm_ctx_t *ctx, void *st)
 	a->max_taught = (size_t)tlcm_param_int(ctx, "max_taught");
 	a->inside_share = tlcm_param_float(ctx, "inside_share");
 	a->inside_factor = tlcm_param_float(ctx, "inside_factor");
+	a->inside_centroid = tlcm_param_float(ctx, "inside_centroid");
 	a->rules.confidence_ratio = tlcm_param_float(ctx, "confidence_ratio");
 	a->rules.share_ratio = tlcm_param_float(ctx, "share_ratio");
 	a->rules.growth_ratio = tlcm_param_float(ctx, "growth_ratio");

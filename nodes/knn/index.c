@@ -33,6 +33,8 @@ struct tlcm_knn {
 	float *dist;    /* query scratch */
 	char **names;   /* label table */
 	size_t *counts; /* samples per label id */
+	float *typ;     /* per label id: typical distance (tlcm_knn_typical) */
+	bool *typ_ok;   /* ...still valid (no sample of it came or went) */
 	size_t nlabels, labcap;
 	tlcm_knn_stats_t st;
 };
@@ -72,6 +74,8 @@ void tlcm_knn_free(tlcm_knn_t *ix)
 		free(ix->names[i]);
 	free(ix->names);
 	free(ix->counts);
+	free(ix->typ);
+	free(ix->typ_ok);
 	free(ix);
 }
 
@@ -179,6 +183,7 @@ static int64_t intern(tlcm_knn_t *ix, const char *label)
 	if (free_id != SIZE_MAX) {
 		free(ix->names[free_id]);
 		ix->names[free_id] = copy;
+		ix->typ_ok[free_id] = false;
 		return (int64_t)free_id;
 	}
 	if (ix->nlabels == TLCM_KNN_MAX_LABELS) {
@@ -191,15 +196,22 @@ static int64_t intern(tlcm_knn_t *ix, const char *label)
 		if (nn)
 			ix->names = nn;
 		size_t *nc = nn ? realloc(ix->counts, cap * sizeof *nc) : NULL;
-		if (!nc) {
+		if (nc)
+			ix->counts = nc;
+		float *nt = nc ? realloc(ix->typ, cap * sizeof *nt) : NULL;
+		if (nt)
+			ix->typ = nt;
+		bool *nk = nt ? realloc(ix->typ_ok, cap * sizeof *nk) : NULL;
+		if (!nk) {
 			free(copy);
 			return TLCM_ENOMEM;
 		}
-		ix->counts = nc;
+		ix->typ_ok = nk;
 		ix->labcap = cap;
 	}
 	ix->names[ix->nlabels] = copy;
 	ix->counts[ix->nlabels] = 0;
+	ix->typ_ok[ix->nlabels] = false;
 	return (int64_t)ix->nlabels++;
 }
 
@@ -313,6 +325,7 @@ static int64_t take_slot(tlcm_knn_t *ix)
 	}
 	size_t v = victim(ix);
 	ix->counts[ix->label[v]]--;
+	ix->typ_ok[ix->label[v]] = false;
 	ix->st.evictions++;
 	return (int64_t)v;
 }
@@ -322,6 +335,7 @@ static void place(tlcm_knn_t *ix, size_t slot, uint32_t id, uint64_t frame,
 {
 	ix->label[slot] = id;
 	ix->counts[id]++;
+	ix->typ_ok[id] = false;
 	ix->frame[slot] = frame;
 	ix->seq[slot] = seq;
 	ix->used[slot] = used;
@@ -346,8 +360,10 @@ int tlcm_knn_relabel(tlcm_knn_t *ix, uint64_t frame_id, const char *label)
 		if (ix->frame[i] != frame_id)
 			continue;
 		ix->counts[ix->label[i]]--;
+		ix->typ_ok[ix->label[i]] = false;
 		ix->label[i] = (uint32_t)id;
 		ix->counts[id]++;
+		ix->typ_ok[id] = false;
 		ix->st.relabels++;
 		count++;
 	}
@@ -532,6 +548,106 @@ int tlcm_knn_query(tlcm_knn_t *ix, const float *q, size_t dim,
 }
 
 /* ---- inspection ---------------------------------------------------------------- */
+
+/* ---- typical distance per label ---------------------------------------- */
+
+#define TYP_MAX_MEMBERS 256 /* members a label's typical distance uses */
+
+/* Row i as floats (dequantised into buf when the storage is int8). */
+static const float *row_of(const tlcm_knn_t *ix, size_t i, float *buf)
+{
+	size_t d = ix->o.dim;
+	if (!ix->o.quantize)
+		return ix->x + i * d;
+	for (size_t j = 0; j < d; j++)
+		buf[j] = ix->scale[i] * (float)ix->codes[i * d + j];
+	return buf;
+}
+
+/* The distance between two rows in the metric's reported form. */
+static float pair_distance(const tlcm_knn_t *ix, const float *a,
+			   const float *b)
+{
+	size_t d = ix->o.dim;
+	double s = 0, na = 0, nb = 0;
+	switch (ix->o.metric) {
+	case TLCM_KNN_MANHATTAN:
+		for (size_t j = 0; j < d; j++)
+			s += fabs((double)a[j] - b[j]);
+		return (float)s;
+	case TLCM_KNN_COSINE:
+		for (size_t j = 0; j < d; j++) {
+			s += (double)a[j] * b[j];
+			na += (double)a[j] * a[j];
+			nb += (double)b[j] * b[j];
+		}
+		return na > 0 && nb > 0 ? (float)(1 - s / sqrt(na * nb)) : 1.0f;
+	default:
+		for (size_t j = 0; j < d; j++)
+			s += ((double)a[j] - b[j]) * ((double)a[j] - b[j]);
+		return (float)sqrt(s);
+	}
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return (x > y) - (x < y);
+}
+
+/* The median over (up to TYP_MAX_MEMBERS, evenly spread) samples of the
+ * label of their mean distance to their k nearest other samples of the
+ * label; 0 with fewer than 2 samples. */
+static float compute_typical(const tlcm_knn_t *ix, uint32_t id)
+{
+	size_t cnt = ix->counts[id], d = ix->o.dim;
+	size_t stride = (cnt + TYP_MAX_MEMBERS - 1) / TYP_MAX_MEMBERS, m = 0;
+	if (cnt < 2)
+		return 0;
+	uint32_t *mem = malloc(TYP_MAX_MEMBERS * sizeof *mem);
+	float *loo = malloc(TYP_MAX_MEMBERS * sizeof *loo);
+	float *dd = malloc(TYP_MAX_MEMBERS * sizeof *dd);
+	float *ba = malloc(2 * d * sizeof *ba);
+	float typ = 0;
+	if (!mem || !loo || !dd || !ba)
+		goto out;
+	for (size_t i = 0, seen = 0; i < ix->n && m < TYP_MAX_MEMBERS; i++)
+		if (ix->label[i] == id && seen++ % stride == 0)
+			mem[m++] = (uint32_t)i;
+	size_t k = ix->o.k < m - 1 ? ix->o.k : m - 1;
+	for (size_t i = 0; i < m; i++) {
+		const float *a = row_of(ix, mem[i], ba);
+		size_t nd = 0;
+		for (size_t j = 0; j < m; j++)
+			if (j != i)
+				dd[nd++] = pair_distance(
+					ix, a, row_of(ix, mem[j], ba + d));
+		qsort(dd, nd, sizeof *dd, cmp_float);
+		double sum = 0;
+		for (size_t j = 0; j < k; j++)
+			sum += dd[j];
+		loo[i] = (float)(sum / (double)k);
+	}
+	qsort(loo, m, sizeof *loo, cmp_float);
+	typ = m % 2 ? loo[m / 2] : (loo[m / 2 - 1] + loo[m / 2]) / 2;
+out:
+	free(mem);
+	free(loo);
+	free(dd);
+	free(ba);
+	return typ;
+}
+
+float tlcm_knn_typical(tlcm_knn_t *ix, uint32_t id)
+{
+	if (id >= ix->nlabels)
+		return 0;
+	if (!ix->typ_ok[id]) {
+		ix->typ[id] = compute_typical(ix, id);
+		ix->typ_ok[id] = true;
+	}
+	return ix->typ[id];
+}
 
 size_t tlcm_knn_nlabels(const tlcm_knn_t *ix)
 {

@@ -191,7 +191,7 @@ static int emit_prediction(tlcm_ctx_t *ctx, knn_node_t *n,
 			   tlcm_Features_table_t f, const float *e,
 			   size_t len, const tlcm_knn_result_t *r)
 {
-	const tlcm_knn_t *ix = n->ix;
+	tlcm_knn_t *ix = n->ix;
 	char tbuf[16];
 	int32_t t = tlcm_Features_label(f);
 	const char *truth = t >= 0 ? class_label(n, t, tbuf, sizeof tbuf)
@@ -241,6 +241,9 @@ static int emit_prediction(tlcm_ctx_t *ctx, knn_node_t *n,
 		tlcm_Prediction_add_truth(&b, tr);
 	if (n->carry)
 		tlcm_Prediction_add_features(&b, fe);
+	float typ = r->n ? tlcm_knn_typical(n->ix, r->winner) : 0;
+	if (typ > 0)
+		tlcm_Prediction_add_novelty(&b, r->mean_distance / typ);
 	rc = tlcm_emit_end(ctx, 0, &b, tlcm_Prediction_end(&b),
 			   tlcm_Prediction_IDENTIFIER);
 	if (!rc)

@@ -39,7 +39,7 @@
 #define MAX_DIM 65536
 #define MAX_LABEL 255
 
-enum { R_DRIFT = 1, R_LOW = 2, R_FAR = 4 };
+enum { R_DRIFT = 1, R_LOW = 2, R_FAR = 4, R_NOVEL = 8 };
 enum { IN_PRED, IN_DRIFT, IN_FRAMES, IN_NOTICES };
 enum { OUT_BATCH, OUT_PASSED };
 
@@ -66,7 +66,7 @@ typedef struct {
 	uint64_t max_age_ns, interval_ns;
 	unsigned policy; /* R_* conditions in use */
 	bool all, on_drift_end;
-	double conf_below, dist_above;
+	double conf_below, dist_above, nov_above;
 	unsigned thumb_size;
 	/* samples, oldest first */
 	qsample_t *s;
@@ -105,13 +105,17 @@ static const tlcm_param_desc_t params[] = {
 	{"max_age", TLCM_P_DURATION, "1h", "samples older than this leave "
 	 "(wall clock; 0: no limit)", 0, 0, NULL, 0},
 	{"admit", TLCM_P_LIST, "drift", "conditions: drift (a detector is in "
-	 "drift), low_confidence, far (mean_distance)", 0, 0, NULL, 0},
+	 "drift), low_confidence, far (mean_distance), novel (novelty: "
+	 "mean_distance over the label's typical)", 0, 0, NULL, 0},
 	{"combine", TLCM_P_ENUM, "any", "admit when any / all of the "
 	 "conditions hold", 0, 0, "any|all", 0},
 	{"confidence_below", TLCM_P_FLOAT, "0.5", "low_confidence: "
 	 "confidence below this", 0, 1, NULL, TLCM_PARAM_RUNTIME},
 	{"distance_above", TLCM_P_FLOAT, "0", "far: mean_distance above "
 	 "this (> 0 when `far` is used)", 0, 0, NULL, TLCM_PARAM_RUNTIME},
+	{"novelty_above", TLCM_P_FLOAT, "1.6", "novel: Prediction.novelty "
+	 "above this (a prediction without novelty is not novel)", 0, 0, NULL,
+	 TLCM_PARAM_RUNTIME},
 	{"batch_min", TLCM_P_INT, "10", "no batch with fewer waiting "
 	 "samples", 1, 100000, NULL, TLCM_PARAM_RUNTIME},
 	{"batch_every", TLCM_P_INT, "10", "admissions between batches", 1,
@@ -195,6 +199,7 @@ static void read_runtime(tlcm_ctx_t *ctx, quarantine_t *q)
 {
 	q->conf_below = tlcm_param_float(ctx, "confidence_below");
 	q->dist_above = tlcm_param_float(ctx, "distance_above");
+	q->nov_above = tlcm_param_float(ctx, "novelty_above");
 	q->batch_min = (size_t)tlcm_param_int(ctx, "batch_min");
 	q->batch_every = (size_t)tlcm_param_int(ctx, "batch_every");
 	q->on_drift_end = tlcm_param_bool(ctx, "batch_on_drift_end");
@@ -236,16 +241,18 @@ static int init(tlcm_ctx_t *ctx, void *st)
 			q->policy |= R_LOW;
 		else if (!strcmp(items[i], "far"))
 			q->policy |= R_FAR;
+		else if (!strcmp(items[i], "novel"))
+			q->policy |= R_NOVEL;
 		else {
 			tlcm_node_log(ctx, TLCM_LOG_ERROR, "admit: unknown "
 				      "condition '%s' (expected drift, "
-				      "low_confidence, far)", items[i]);
+				      "low_confidence, far, novel)", items[i]);
 			return TLCM_EINVAL;
 		}
 	}
 	if (!q->policy) {
 		tlcm_node_log(ctx, TLCM_LOG_ERROR, "admit: expected at least "
-			      "one of drift, low_confidence, far");
+			      "one of drift, low_confidence, far, novel");
 		return TLCM_EINVAL;
 	}
 	if ((q->policy & R_FAR) && q->dist_above <= 0) {
@@ -631,7 +638,8 @@ static int on_frame(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 
 /* ---- predictions ------------------------------------------------------ */
 
-static unsigned conditions(const quarantine_t *q, float conf, float mdist)
+static unsigned conditions(const quarantine_t *q, float conf, float mdist,
+			   float novelty)
 {
 	unsigned r = 0;
 	if (q->ndrifting)
@@ -640,6 +648,8 @@ static unsigned conditions(const quarantine_t *q, float conf, float mdist)
 		r |= R_LOW;
 	if (q->dist_above > 0 && mdist > q->dist_above)
 		r |= R_FAR;
+	if (novelty > 0 && novelty > q->nov_above)
+		r |= R_NOVEL;
 	return r & q->policy;
 }
 
@@ -732,6 +742,7 @@ static int on_prediction(tlcm_ctx_t *ctx, quarantine_t *q,
 	tlcm_Prediction_table_t p = tlcm_Prediction_as_root(buf);
 	float conf = tlcm_Prediction_confidence(p);
 	float md = tlcm_Prediction_mean_distance(p);
+	float nov = tlcm_Prediction_novelty(p);
 	if (!isfinite(conf) || !isfinite(md))
 		return tlcm_bad_input(ctx, &q->bad, "in: frame %" PRIu64 ": non-finite %s",
 			   tlcm_Prediction_frame_id(p),
@@ -742,7 +753,7 @@ static int on_prediction(tlcm_ctx_t *ctx, quarantine_t *q,
 	if (!tlcm_Prediction_label_len(p))
 		q->skipped++; /* the KNN had nothing to say */
 	else
-		r = conditions(q, conf, md);
+		r = conditions(q, conf, md, isfinite(nov) ? nov : 0);
 	bool in = q->all ? r && r == q->policy : r != 0;
 	int rc = 0;
 	if (!in) {

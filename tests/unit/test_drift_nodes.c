@@ -9,7 +9,9 @@
  * store (two runs, same events as one run), foreign or unfitting states
  * refused (a fresh start), bad input counted as an error
  * of the node (named in the log) while the graph runs on, and describe()
- * giving valid JSON for every node type.
+ * giving valid JSON for every node type. knn_distance's per-label
+ * references (a shift of one label the global reference cannot see) and
+ * log transform are checked the same way, their states included.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -21,8 +23,10 @@
 #include "engine/graph.h"
 #include "engine/log.h"
 #include "engine/sched.h"
+#include "engine/store.h"
 #include "fb/blob_fb.h"
 #include "fb/drift_fb.h"
+#include "fb/drift_state_fb.h"
 #include "fb/prediction_fb.h"
 #include "nodes/drift/common.h"
 #include "nodes/drift/drift_nodes.h"
@@ -85,6 +89,44 @@ static const char *label_mix(uint64_t i)
 }
 
 static const script_t label_script = {one, one, label_mix};
+
+/* knn_distance, reference_by: label — labels a and b in turn: a at
+ * 0.9/1.1 (mean 1, std 0.1), b at 9/11 (mean 10, std 1); together mean
+ * 5.5, std 4.56. From 400 a's distances are 2.0: 10 std of a's own, but
+ * 0.77 global std *below* the global mean, so a global reference cannot
+ * see it. From 300 every 10th sample is "new_1" at 5, a label first seen
+ * after the warm-up (scored against the global reference). */
+static double shift_dist(uint64_t i)
+{
+	if (i >= 300 && i % 10 == 5)
+		return 5.0;
+	if (i % 2)
+		return (i / 2) % 2 ? 11.0 : 9.0;
+	if (i >= 400)
+		return 2.0;
+	return (i / 2) % 2 ? 1.1 : 0.9;
+}
+
+static const char *shift_label(uint64_t i)
+{
+	if (i >= 300 && i % 10 == 5)
+		return "new_1";
+	return i % 2 ? "b" : "a";
+}
+
+static const script_t shift_script = {one, shift_dist, shift_label};
+
+/* one label, a: 0.9/1.1 in the warm-up, a calm 1.2 (2 std) in [200,
+ * 400), then 1.45: 2.5 std above a reference that followed to 1.2, 4.5
+ * above the warm-up's */
+static double track_dist(uint64_t i)
+{
+	if (i < 200)
+		return i % 2 ? 1.1 : 0.9;
+	return i < 400 ? 1.2 : 1.45;
+}
+
+static const script_t track_script = {one, track_dist, label_a};
 
 /* ---- predsrc ------------------------------------------------------------ */
 
@@ -355,6 +397,251 @@ static void knn_distance_reference_file(const char *dir)
 	tlcm_run_result_fini(&res);
 }
 
+/* reference_by: label sees a shift confined to one label that the global
+ * reference, dominated by the spread between labels, does not. */
+#define LABEL_PARAMS "warm_up: 200, update_interval: 0"
+
+static void knn_distance_by_label(void)
+{
+	script = &shift_script;
+	/* per label: the stationary +-1 std in pairs leave s = 1.4 at 399;
+	 * then a's samples add 10 - 0.3, b's -1 - 0.3 and +1 - 0.3 in
+	 * turn: 11.1, 9.8, 19.5, 20.2, 29.9 > 25 at 404 */
+	CHECK_INT(run_simple("drift.knn_distance", LABEL_PARAMS
+			     ", reference_by: label", 600), 0);
+	CHECK(nev >= 1);
+	if (nev >= 1) {
+		check_event(&evs[0], tlcm_DriftKind_Start,
+			    "drift.knn_distance", "mean_distance", 404);
+		CHECK(fabs(evs[0].value - 29.9) < 1e-3);
+	}
+	/* the same stream against the global reference: nothing in the
+	 * 200 samples after the shift (the per-label node needed 5) */
+	CHECK_INT(run_simple("drift.knn_distance", LABEL_PARAMS, 600), 0);
+	CHECK_INT(nev, 0);
+	/* a label with fewer warm-up samples than min_label_samples (a has
+	 * 100) is scored against the global reference: nothing either */
+	CHECK_INT(run_simple("drift.knn_distance", LABEL_PARAMS
+			     ", reference_by: label, min_label_samples: 101",
+			     600), 0);
+	CHECK_INT(nev, 0);
+	CHECK_INT(run_simple("drift.knn_distance", LABEL_PARAMS
+			     ", reference_by: label, min_label_samples: 100",
+			     600), 0);
+	CHECK(nev >= 1 && evs[0].index == 404);
+
+	/* a give-up forgets the label references: the new warm-up (555 to
+	 * 754) learns a at 2.0, which is quiet from then on */
+	CHECK_INT(run_simple("drift.knn_distance", LABEL_PARAMS
+			     ", reference_by: label, max_drift: 150", 1000),
+		  0);
+	CHECK_INT(nev, 2);
+	if (nev >= 2) {
+		CHECK_UINT(evs[0].index, 404);
+		check_event(&evs[1], tlcm_DriftKind_End, "drift.knn_distance",
+			    "drift_samples", 554);
+	}
+
+	/* while stable, tracking moves the label reference that scored
+	 * the samples: after one interval (factor 1) a's reference sits at
+	 * 1.2, so 1.45 is 2.5 std (below delta 3); frozen at the warm-up's
+	 * 1.0 it is 4.5 std: +1.5 per sample, 25 passed on the 17th */
+	script = &track_script;
+	const char *track = "warm_up: 200, reference_by: label, delta: 3, "
+			    "update_factor: 1, min_std: 0.1";
+	char params[256];
+	snprintf(params, sizeof params, "%s, update_interval: 50", track);
+	CHECK_INT(run_simple("drift.knn_distance", params, 600), 0);
+	CHECK_INT(nev, 0);
+	snprintf(params, sizeof params, "%s, update_interval: 0", track);
+	CHECK_INT(run_simple("drift.knn_distance", params, 600), 0);
+	CHECK(nev >= 1 && evs[0].index == 416);
+}
+
+/* transform: log: the test runs on log(distance); the events say so.
+ * The expected Start and End come from the script, computed here. */
+static void knn_distance_log(const char *dir)
+{
+	double sum = 0, ss = 0, mean, sd, st = 0;
+	uint64_t start = 0, end = 0, quiet = 0;
+	double start_v = 0, end_v = 0;
+	for (uint64_t i = 0; i < 200; i++)
+		sum += log((float)knn_dist(i));
+	mean = sum / 200;
+	for (uint64_t i = 0; i < 200; i++) {
+		double d = log((float)knn_dist(i)) - mean;
+		ss += d * d;
+	}
+	sd = sqrt(ss / 200);
+	for (uint64_t i = 200; i < 1000 && !end; i++) {
+		st += (log((float)knn_dist(i)) - mean) / sd - 0.5;
+		st = st > 0 ? st : 0;
+		if (!start && st > 25) {
+			start = i;
+			start_v = st;
+		} else if (start && (quiet = st <= 0.71 * 25 ? quiet + 1 : 0)
+			   >= 20) {
+			end = i;
+			end_v = st;
+		}
+		st = st < 25 ? st : 25;
+	}
+	/* z = (log 2 - mean) / sd = 6.96: four samples, not three */
+	CHECK_UINT(start, 603);
+	script = &knn_script;
+	CHECK_INT(run_simple("drift.knn_distance", KNN_PARAMS
+			     ", transform: log", 1000), 0);
+	CHECK_INT(nev, 4);
+	if (nev >= 2) {
+		check_event(&evs[0], tlcm_DriftKind_Start,
+			    "drift.knn_distance", "log_mean_distance", start);
+		CHECK(fabs(evs[0].value - start_v) < 1e-6);
+		check_event(&evs[1], tlcm_DriftKind_End,
+			    "drift.knn_distance", "log_mean_distance", end);
+		CHECK(fabs(evs[1].value - end_v) < 1e-6);
+	}
+
+	/* a reference file holds log statistics: mean 0, std 0.1 puts the
+	 * drifted log 2 at 6.93 std, so the fourth sample starts it */
+	char path[256], params[512];
+	snprintf(path, sizeof path, "%s/logref.json", dir);
+	FILE *f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	fputs("{\"reference_mean\": 0.0, \"reference_std\": 0.1}\n", f);
+	fclose(f);
+	snprintf(params, sizeof params, "warm_up: 0, update_interval: 0, "
+		 "delta: 0.5, transform: log, reference: '%s'", path);
+	CHECK_INT(run_simple("drift.knn_distance", params, 650), 0);
+	CHECK(nev >= 1);
+	if (nev >= 1) {
+		check_event(&evs[0], tlcm_DriftKind_Start,
+			    "drift.knn_distance", "log_mean_distance", 603);
+		CHECK(fabs(evs[0].value - 4 * (log(2.0) / 0.1 - 0.5)) < 1e-4);
+	}
+}
+
+/* Events of a run from `store` starting at sample 0, against those of a
+ * run without one: equal when the node refused the stored state. */
+static void check_fresh_start(const char *params, const char *store,
+			      uint64_t n)
+{
+	CHECK_INT(run_simple("drift.knn_distance", params, n), 0);
+	ev_t fresh[16];
+	int nf = nev < 16 ? nev : 16;
+	memcpy(fresh, evs, (size_t)nf * sizeof *evs);
+	CHECK(nf >= 1);
+	tlcm_run_result_t res;
+	nev = 0;
+	CHECK_INT(run("drift.knn_distance", params, 0, n, -1, store, &res),
+		  0);
+	CHECK_STR(res.why, "");
+	tlcm_run_result_fini(&res);
+	CHECK_INT(nev, nf);
+	for (int i = 0; i < nf && i < nev; i++) {
+		CHECK_UINT(evs[i].index, fresh[i].index);
+		CHECK_DBL(evs[i].value, fresh[i].value);
+	}
+}
+
+/* Label references in the stored state: a global node's state gives a
+ * label node none (every label on the global reference); states with
+ * more labels than max_labels, another transform or non-finite label
+ * statistics are refused. */
+static void knn_distance_label_state(const char *dir)
+{
+	char store[256];
+	tlcm_run_result_t res;
+	/* a global node's state: the label node goes on with the global
+	 * reference, as the global node would (Start at 602, z = 10); had
+	 * it refused the state, a new warm-up on the exact 1.0s would fire
+	 * at its index 300 */
+	script = &knn_script;
+	snprintf(store, sizeof store, "%s/store-knn-g2l", dir);
+	CHECK_INT(run("drift.knn_distance", KNN_PARAMS, 0, 300, -1, store,
+		      &res), 0);
+	tlcm_run_result_fini(&res);
+	nev = 0;
+	CHECK_INT(run("drift.knn_distance", KNN_PARAMS ", reference_by: label",
+		      300, 350, -1, store, &res), 0);
+	CHECK_STR(res.why, "");
+	tlcm_run_result_fini(&res);
+	CHECK_INT(nev, 1);
+	if (nev >= 1) {
+		check_event(&evs[0], tlcm_DriftKind_Start,
+			    "drift.knn_distance", "mean_distance", 602);
+		CHECK(fabs(evs[0].value - 28.5) < 1e-4);
+	}
+	script = &shift_script;
+
+	/* two labels learned; a node with max_labels 1 starts fresh */
+	snprintf(store, sizeof store, "%s/store-knn-max", dir);
+	CHECK_INT(run("drift.knn_distance", LABEL_PARAMS
+		      ", reference_by: label", 0, 300, -1, store, &res), 0);
+	tlcm_run_result_fini(&res);
+	check_fresh_start(LABEL_PARAMS ", reference_by: label, max_labels: 1",
+			  store, 600);
+
+	/* distances learned plain; a log node starts fresh */
+	snprintf(store, sizeof store, "%s/store-knn-log", dir);
+	script = &knn_script;
+	CHECK_INT(run("drift.knn_distance", KNN_PARAMS, 0, 300, -1, store,
+		      &res), 0);
+	tlcm_run_result_fini(&res);
+	check_fresh_start(KNN_PARAMS ", transform: log", store, 1000);
+
+	/* a label reference with a NaN mean, written into a store alone */
+	snprintf(store, sizeof store, "%s/store-knn-nan", dir);
+	tlcm_store_t *st;
+	tlcm_store_opts_t so = {0};
+	char why[256];
+	CHECK_INT(tlcm_store_open(&st, store, &so, why, sizeof why), 0);
+	tlcm_fbb_t b;
+	CHECK_INT(tlcm_fbb_init(&b, 1024), 0);
+	tlcm_fbb_ref_t name = tlcm_fbb_cstring(&b, "a");
+	tlcm_RefStats_start(&b);
+	tlcm_RefStats_add_ready(&b, true);
+	tlcm_RefStats_add_n(&b, 100);
+	tlcm_RefStats_add_mean(&b, NAN);
+	tlcm_fbb_ref_t lr = tlcm_RefStats_end(&b);
+	tlcm_LabelRef_start(&b);
+	tlcm_LabelRef_add_label(&b, name);
+	tlcm_LabelRef_add_ref(&b, lr);
+	tlcm_fbb_ref_t e = tlcm_LabelRef_end(&b);
+	tlcm_fbb_ref_t v = tlcm_DriftState_label_refs_create(&b, &e, 1);
+	tlcm_fbb_ref_t det = tlcm_fbb_cstring(&b, "drift.knn_distance");
+	tlcm_DriftCommon_start(&b);
+	tlcm_DriftCommon_add_index(&b, 300);
+	tlcm_DriftCommon_add_warm_until(&b, 200);
+	tlcm_fbb_ref_t com = tlcm_DriftCommon_end(&b);
+	tlcm_RefStats_start(&b);
+	tlcm_RefStats_add_ready(&b, true);
+	tlcm_RefStats_add_n(&b, 200);
+	tlcm_RefStats_add_mean(&b, 5.5);
+	tlcm_RefStats_add_m2(&b, 200 * 20.0);
+	tlcm_fbb_ref_t gr = tlcm_RefStats_end(&b);
+	tlcm_CusumState_start(&b);
+	tlcm_fbb_ref_t cs = tlcm_CusumState_end(&b);
+	tlcm_DriftState_start(&b);
+	tlcm_DriftState_add_detector(&b, det);
+	tlcm_DriftState_add_common(&b, com);
+	tlcm_DriftState_add_ref(&b, gr);
+	tlcm_DriftState_add_cusum(&b, cs);
+	tlcm_DriftState_add_label_refs(&b, v);
+	size_t len = 0;
+	const void *buf = tlcm_DriftState_finish(&b, tlcm_DriftState_end(&b),
+						 &len);
+	CHECK(buf != NULL);
+	if (buf)
+		CHECK_INT(tlcm_store_snapshot(st, "det", buf, len, "test",
+					      NULL), 0);
+	tlcm_fbb_fini(&b);
+	tlcm_store_close(st);
+	script = &shift_script;
+	check_fresh_start(LABEL_PARAMS ", reference_by: label", store, 600);
+}
+
 static void knn_distance_restart(const char *dir)
 {
 	char store[256];
@@ -592,6 +879,8 @@ static void prediction_distribution_events(void)
 		(unsigned long long)ei);
 }
 
+#define KNN_LABEL_RESTART "warm_up: 200, reference_by: label, max_drift: 150"
+
 static void restart_every_type(const char *dir)
 {
 	/* for each node type: one long run vs. the same stream in two runs
@@ -610,6 +899,19 @@ static void restart_every_type(const char *dir)
 		 1005},
 		{"drift.prediction_distribution", PD_PARAMS, &label_script,
 		 1800, 800},
+		/* label references with updates (interval 50): cut in the
+		 * warm-up, mid-interval, in the drift, and in the warm-up
+		 * after the give-up (which forgot them) */
+		{"drift.knn_distance", KNN_LABEL_RESTART, &shift_script, 1000,
+		 120},
+		{"drift.knn_distance", KNN_LABEL_RESTART, &shift_script, 1000,
+		 325},
+		{"drift.knn_distance", KNN_LABEL_RESTART, &shift_script, 1000,
+		 470},
+		{"drift.knn_distance", KNN_LABEL_RESTART, &shift_script, 1000,
+		 650},
+		{"drift.knn_distance", KNN_LABEL_RESTART ", transform: log",
+		 &shift_script, 1000, 470},
 	};
 	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
 		ev_t one_run[16];
@@ -640,7 +942,8 @@ static void restart_every_type(const char *dir)
 			CHECK_DBL(evs[i].value, one_run[i].value);
 		}
 		if (nev != n1)
-			fprintf(stderr, "  (in %s)\n", cases[c].type);
+			fprintf(stderr, "  (in %s, %s)\n", cases[c].type,
+				cases[c].params);
 	}
 }
 
@@ -748,6 +1051,9 @@ int main(int argc, char **argv)
 	knn_distance_events();
 	knn_distance_reference_file(dir);
 	knn_distance_restart(dir);
+	knn_distance_by_label();
+	knn_distance_log(dir);
+	knn_distance_label_state(dir);
 	bad_input(dir);
 	confidence_events();
 	generic_detectors();
