@@ -130,6 +130,44 @@ edges:
         r = run([tl, "run", bad])
         check(r.returncode == 1 and "is not a directory" in r.stderr,
               f"run with a file as store: {r.stderr}")
+
+        # settings.fresh_store: every run starts from an empty store, and
+        # only a TinyLCM store is ever destroyed
+        fresh = os.path.join(d, "fresh.yaml")
+        fstore = os.path.join(d, "fstore")
+        with open(fresh, "w") as f:
+            f.write(f"""graph: fresh
+settings: {{ store: {fstore}, fresh_store: true }}
+nodes:
+  src: {{ type: gen, params: {{ count: 100 }} }}
+  sink: {{ type: sink, params: {{ report: {report} }} }}
+edges:
+  - {{ from: src.out, to: sink.in }}
+""")
+        for i in range(2):
+            r = run([tl, "run", fresh])
+            check(r.returncode == 0, f"fresh run {i}: {r.stderr}")
+            check("restored state" not in r.stderr,
+                  f"fresh run {i} restores nothing: {r.stderr}")
+            rep = json.load(open(report))
+            check(rep["count"] == 100 and rep["last_seq"] == 100,
+                  f"fresh run {i} starts the sequence over: {rep}")
+        r = run([tl, "state", "ls", fstore])
+        check(r.returncode == 0 and r.stdout.count("shutdown") == 2,
+              f"fresh store holds one run's snapshots: {r.stdout}")
+        with open(fresh.replace(".yaml", "-junk.yaml"), "w") as f:
+            f.write(open(fresh).read().replace(fstore, junk))
+        r = run([tl, "run", fresh.replace(".yaml", "-junk.yaml")])
+        check(r.returncode == 1 and "not a TinyLCM store" in r.stderr and
+              os.path.exists(os.path.join(junk, "x")),
+              f"fresh_store never destroys a foreign directory: {r.stderr}")
+        with open(fresh.replace(".yaml", "-bad.yaml"), "w") as f:
+            f.write(open(fresh).read().replace("fresh_store: true",
+                                               "fresh_store: maybe"))
+        r = run([tl, "check", fresh.replace(".yaml", "-bad.yaml")])
+        check(r.returncode == 1 and
+              "settings.fresh_store: 'maybe' is not true or false"
+              in r.stderr + r.stdout, f"bad fresh_store: {r.stderr}")
     print(f"{checks - failures} passed, {failures} failed")
     return 1 if failures else 0
 
