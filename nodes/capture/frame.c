@@ -3,6 +3,7 @@
  * slot (see frame.h).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -15,6 +16,44 @@ uint64_t tlcm_capture_realtime_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t tlcm_capture_rand(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+void tlcm_capture_shuffle(uint32_t *a, size_t n, uint64_t *rng)
+{
+	for (size_t i = n; i > 1; i--) {
+		size_t j = (size_t)(((unsigned __int128)tlcm_capture_rand(rng) *
+				     i) >> 64);
+		uint32_t t = a[i - 1];
+		a[i - 1] = a[j];
+		a[j] = t;
+	}
+}
+
+int tlcm_capture_class_list(tlcm_ctx_t *ctx, const char *name,
+			    bool mask[256], size_t *n)
+{
+	const char *const *items;
+	*n = tlcm_param_list(ctx, name, &items);
+	for (size_t i = 0; i < *n; i++) {
+		char *end;
+		long v = strtol(items[i], &end, 10);
+		if (!*items[i] || *end || v < 0 || v > 255) {
+			tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s: '%s' is not a "
+				      "class number (0 to 255)", name,
+				      items[i]);
+			return TLCM_EINVAL;
+		}
+		mask[v] = true;
+	}
+	return 0;
 }
 
 const char *tlcm_capture_basename(const char *path)

@@ -8,6 +8,7 @@
 #ifndef TLCM_CAPTURE_FRAME_H
 #define TLCM_CAPTURE_FRAME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,17 @@ uint64_t tlcm_capture_realtime_ns(void);
 /* s as the body of a JSON string (quotes, backslashes and control
  * characters escaped), truncated to fit cap (always NUL-terminated). */
 void tlcm_capture_json_escape(char *out, size_t cap, const char *s);
+
+/* splitmix64: the next draw from state *s (seeds and draws are the same
+ * on every platform, so a seeded order is reproducible anywhere). */
+uint64_t tlcm_capture_rand(uint64_t *s);
+/* Fisher-Yates shuffle of a[0..n) with draws from *rng. */
+void tlcm_capture_shuffle(uint32_t *a, size_t n, uint64_t *rng);
+
+/* Parse list parameter `name` of class numbers (0..255) into mask (*n
+ * entries); 0, or TLCM_EINVAL logged naming the bad entry. */
+int tlcm_capture_class_list(tlcm_ctx_t *ctx, const char *name,
+			    bool mask[256], size_t *n);
 
 /* The last component of a path ("a/b/c.png" -> "c.png"). */
 const char *tlcm_capture_basename(const char *path);

@@ -66,44 +66,9 @@ static const tlcm_param_desc_t params[] = {
 	{0},
 };
 
-/* splitmix64: seeds and draws (deterministic across platforms) */
-static uint64_t next_rand(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
 static void shuffle(idx_node_t *x)
 {
-	for (size_t i = x->n; i > 1; i--) {
-		size_t j = (size_t)(((unsigned __int128)next_rand(&x->rng) *
-				     i) >> 64);
-		uint32_t t = x->order[i - 1];
-		x->order[i - 1] = x->order[j];
-		x->order[j] = t;
-	}
-}
-
-/* Parse a class list into mask; 0 or TLCM_EINVAL (logged). */
-static int class_list(tlcm_ctx_t *ctx, const char *name, bool mask[256],
-		      size_t *n)
-{
-	const char *const *items;
-	*n = tlcm_param_list(ctx, name, &items);
-	for (size_t i = 0; i < *n; i++) {
-		char *end;
-		long v = strtol(items[i], &end, 10);
-		if (!*items[i] || *end || v < 0 || v > 255) {
-			tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s: '%s' is not a "
-				      "class number (0 to 255)", name,
-				      items[i]);
-			return TLCM_EINVAL;
-		}
-		mask[v] = true;
-	}
-	return 0;
+	tlcm_capture_shuffle(x->order, x->n, &x->rng);
 }
 
 static void release(idx_node_t *x)
@@ -193,8 +158,8 @@ static int init(tlcm_ctx_t *ctx, void *st)
 
 	bool inc[256] = {0}, exc[256] = {0};
 	size_t ninc, nexc;
-	if ((rc = class_list(ctx, "include", inc, &ninc)) ||
-	    (rc = class_list(ctx, "exclude", exc, &nexc))) {
+	if ((rc = tlcm_capture_class_list(ctx, "include", inc, &ninc)) ||
+	    (rc = tlcm_capture_class_list(ctx, "exclude", exc, &nexc))) {
 		release(x);
 		return rc;
 	}

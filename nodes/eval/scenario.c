@@ -211,25 +211,6 @@ typedef struct scen {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static uint64_t splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-static void shuffle32(uint32_t *a, size_t n, uint64_t *rng)
-{
-	for (size_t i = n; i > 1; i--) {
-		size_t j = (size_t)(((unsigned __int128)splitmix(rng) * i) >>
-				    64);
-		uint32_t t = a[i - 1];
-		a[i - 1] = a[j];
-		a[j] = t;
-	}
-}
-
 static size_t hash_slot(uint64_t id, size_t cap)
 {
 	return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
@@ -283,27 +264,16 @@ static int16_t intern(scen_t *s, const char *l)
 	return s->labels[s->nlabels] ? (int16_t)s->nlabels++ : -1;
 }
 
+/* A class list that must not be empty. */
 static int class_list(tlcm_ctx_t *ctx, const char *name, bool mask[256],
 		      size_t *n)
 {
-	const char *const *items;
-	*n = tlcm_param_list(ctx, name, &items);
-	for (size_t i = 0; i < *n; i++) {
-		char *end;
-		long v = strtol(items[i], &end, 10);
-		if (!*items[i] || *end || v < 0 || v > 255) {
-			tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s: '%s' is not a "
-				      "class number (0 to 255)", name,
-				      items[i]);
-			return TLCM_EINVAL;
-		}
-		mask[v] = true;
-	}
-	if (!*n) {
+	int rc = tlcm_capture_class_list(ctx, name, mask, n);
+	if (!rc && !*n) {
 		tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s: no classes", name);
-		return TLCM_EINVAL;
+		rc = TLCM_EINVAL;
 	}
-	return 0;
+	return rc;
 }
 
 static detector_t *detector(scen_t *s, const char *node);
@@ -358,7 +328,7 @@ typedef struct pool {
 static uint32_t draw(pool_t *p, uint64_t *rng)
 {
 	if (p->at == p->n) {
-		shuffle32(p->ix, p->n, rng);
+		tlcm_capture_shuffle(p->ix, p->n, rng);
 		p->at = 0;
 	}
 	return p->ix[p->at++];
@@ -392,7 +362,7 @@ static int build_play(tlcm_ctx_t *ctx, scen_t *s)
 	size_t ntr = s->img[0].count;
 	for (size_t i = 0; i < ntr; i++)
 		tmp[i] = (uint32_t)i;
-	shuffle32(tmp, ntr, &rng);
+	tlcm_capture_shuffle(tmp, ntr, &rng);
 	size_t got[256] = {0};
 	size_t nwarm = 0;
 	for (size_t i = 0; i < ntr && nwarm < warm * nknown; i++) {
@@ -414,7 +384,7 @@ static int build_play(tlcm_ctx_t *ctx, scen_t *s)
 	size_t nte = s->img[1].count;
 	for (size_t i = 0; i < nte; i++)
 		tmp[i] = (uint32_t)i;
-	shuffle32(tmp, nte, &rng);
+	tlcm_capture_shuffle(tmp, nte, &rng);
 	for (size_t i = 0; i < nte; i++) {
 		uint8_t c = s->lab[1].items[tmp[i]];
 		if (!s->known[c] && !s->isnew[c])
@@ -445,13 +415,19 @@ static int build_play(tlcm_ctx_t *ctx, scen_t *s)
 	for (int c = 0; cpos < nc && c < 256; c++) /* the remainder */
 		if (s->known[c] || s->isnew[c])
 			cplay[cpos++] = (play_t){byc[c].ix[--byc[c].n], PH_C};
-	for (size_t i = nc; i > 1; i--) { /* classes mixed, as in A and B */
-		size_t j = (size_t)(((unsigned __int128)splitmix(&rng) * i) >>
-				    64);
-		play_t t = cplay[i - 1];
-		cplay[i - 1] = cplay[j];
-		cplay[j] = t;
+	/* classes mixed, as in A and B (every entry is a C frame: shuffle
+	 * the indices) */
+	uint32_t *ci = malloc((nc ? nc : 1) * sizeof *ci);
+	if (!ci) {
+		rc = TLCM_ENOMEM;
+		goto out;
 	}
+	for (size_t i = 0; i < nc; i++)
+		ci[i] = cplay[i].index;
+	tlcm_capture_shuffle(ci, nc, &rng);
+	for (size_t i = 0; i < nc; i++)
+		cplay[i].index = ci[i];
+	free(ci);
 	/* one pool of the remaining known, one of the new images */
 	pool_t kp = {tmp, 0, 0}, np = {NULL, 0, 0}; /* tmp is free again */
 	uint32_t *newix = calloc(nte, sizeof *newix);
@@ -467,8 +443,8 @@ static int build_play(tlcm_ctx_t *ctx, scen_t *s)
 			else if (s->isnew[c])
 				np.ix[np.n++] = byc[c].ix[k];
 		}
-	shuffle32(kp.ix, kp.n, &rng);
-	shuffle32(np.ix, np.n, &rng);
+	tlcm_capture_shuffle(kp.ix, kp.n, &rng);
+	tlcm_capture_shuffle(np.ix, np.n, &rng);
 	play_t *p = s->play + nwarm;
 	for (size_t i = 0; i < na; i++)
 		*p++ = (play_t){draw(&kp, &rng), PH_A};
@@ -481,7 +457,7 @@ static int build_play(tlcm_ctx_t *ctx, scen_t *s)
 	}
 	for (size_t i = 0; i < bnew && i < nb; i++)
 		isnew[i] = 1;
-	shuffle32(isnew, nb, &rng);
+	tlcm_capture_shuffle(isnew, nb, &rng);
 	for (size_t i = 0; i < nb; i++)
 		*p++ = (play_t){isnew[i] ? draw(&np, &rng) : draw(&kp, &rng),
 				PH_B};
@@ -730,19 +706,34 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 
 /* ---- scoring what comes back -------------------------------------------- */
 
-static int on_pred(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
+/* m must be a valid `what` (identifier ident) on input `port`; else it
+ * is reported as bad (TLCM_EBADMSG). */
+static int expect(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m,
+		  const char *port, const char *what, const char ident[4],
+		  int (*verify)(const void *, size_t, const char **))
 {
-	const void *buf = tlcm_msg_data(m);
 	const char *why;
 	char t[5];
-	if (memcmp(m->type, tlcm_Prediction_IDENTIFIER, 4)) {
+	if (memcmp(m->type, ident, 4)) {
 		tlcm_msg_type_str(m, t);
-		return tlcm_bad_input(ctx, &s->bad, "predictions: expected a "
-				      "Prediction (PRED), got a '%s' message", t);
+		return tlcm_bad_input(ctx, &s->bad, "%s: expected %s (%.4s), "
+				      "got a '%s' message", port, what, ident,
+				      t);
 	}
-	if (tlcm_Prediction_verify_as_root(buf, m->size, &why))
-		return tlcm_bad_input(ctx, &s->bad, "predictions: invalid "
-				      "Prediction: %s", why);
+	if (verify(tlcm_msg_data(m), m->size, &why))
+		return tlcm_bad_input(ctx, &s->bad, "%s: invalid %s: %s", port,
+				      what, why);
+	return 0;
+}
+
+static int on_pred(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
+{
+	int rc = expect(ctx, s, m, "predictions", "a Prediction",
+			tlcm_Prediction_IDENTIFIER,
+			tlcm_Prediction_verify_as_root);
+	if (rc)
+		return rc;
+	const void *buf = tlcm_msg_data(m);
 	tlcm_Prediction_table_t p = tlcm_Prediction_as_root(buf);
 	rec_t *r = find_rec(s, tlcm_Prediction_frame_id(p));
 	if (!r || r->phase == PH_WARM) {
@@ -773,17 +764,12 @@ static detector_t *detector(scen_t *s, const char *node)
 
 static int on_drift(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
 {
+	int rc = expect(ctx, s, m, "drift", "a DriftEvent",
+			tlcm_DriftEvent_IDENTIFIER,
+			tlcm_DriftEvent_verify_as_root);
+	if (rc)
+		return rc;
 	const void *buf = tlcm_msg_data(m);
-	const char *why;
-	char t[5];
-	if (memcmp(m->type, tlcm_DriftEvent_IDENTIFIER, 4)) {
-		tlcm_msg_type_str(m, t);
-		return tlcm_bad_input(ctx, &s->bad, "drift: expected a "
-				      "DriftEvent (DRFT), got a '%s' message", t);
-	}
-	if (tlcm_DriftEvent_verify_as_root(buf, m->size, &why))
-		return tlcm_bad_input(ctx, &s->bad, "drift: invalid "
-				      "DriftEvent: %s", why);
 	tlcm_DriftEvent_table_t e = tlcm_DriftEvent_as_root(buf);
 	const char *node = tlcm_DriftEvent_node(e);
 	detector_t *d = detector(s, node && *node ? node : "?");
@@ -812,17 +798,12 @@ static int on_drift(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
 
 static int on_adapt(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
 {
+	int rc = expect(ctx, s, m, "adapt", "an AdaptEvent",
+			tlcm_AdaptEvent_IDENTIFIER,
+			tlcm_AdaptEvent_verify_as_root);
+	if (rc)
+		return rc;
 	const void *buf = tlcm_msg_data(m);
-	const char *why;
-	char t[5];
-	if (memcmp(m->type, tlcm_AdaptEvent_IDENTIFIER, 4)) {
-		tlcm_msg_type_str(m, t);
-		return tlcm_bad_input(ctx, &s->bad, "adapt: expected an "
-				      "AdaptEvent (ADPT), got a '%s' message", t);
-	}
-	if (tlcm_AdaptEvent_verify_as_root(buf, m->size, &why))
-		return tlcm_bad_input(ctx, &s->bad, "adapt: invalid "
-				      "AdaptEvent: %s", why);
 	tlcm_AdaptEvent_table_t e = tlcm_AdaptEvent_as_root(buf);
 	const char *label = tlcm_AdaptEvent_label(e);
 	switch (tlcm_AdaptEvent_kind(e)) {
@@ -850,18 +831,12 @@ static int on_adapt(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
 
 static int on_batch(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
 {
+	int rc = expect(ctx, s, m, "quarantine", "a QuarantineBatch",
+			tlcm_QuarantineBatch_IDENTIFIER,
+			tlcm_QuarantineBatch_verify_as_root);
+	if (rc)
+		return rc;
 	const void *buf = tlcm_msg_data(m);
-	const char *why;
-	char t[5];
-	if (memcmp(m->type, tlcm_QuarantineBatch_IDENTIFIER, 4)) {
-		tlcm_msg_type_str(m, t);
-		return tlcm_bad_input(ctx, &s->bad, "quarantine: expected a "
-				      "QuarantineBatch (QBAT), got a '%s' "
-				      "message", t);
-	}
-	if (tlcm_QuarantineBatch_verify_as_root(buf, m->size, &why))
-		return tlcm_bad_input(ctx, &s->bad, "quarantine: invalid "
-				      "QuarantineBatch: %s", why);
 	tlcm_QuarantineBatch_table_t bt = tlcm_QuarantineBatch_as_root(buf);
 	size_t n = tlcm_QuarantineBatch_samples_len(bt);
 	for (size_t i = 0; i < n; i++) {
