@@ -88,6 +88,9 @@ int tlcm_knn_set_k(tlcm_knn_t *ix, unsigned k)
 {
 	if (k < 1 || k > TLCM_KNN_MAX_K)
 		return TLCM_EINVAL;
+	if (k != ix->o.k) /* the typical distances are means over k */
+		for (size_t i = 0; i < ix->nlabels; i++)
+			ix->typ_ok[i] = false;
 	ix->o.k = k;
 	return 0;
 }
@@ -617,12 +620,19 @@ static float compute_typical(const tlcm_knn_t *ix, uint32_t id)
 	size_t k = ix->o.k < m - 1 ? ix->o.k : m - 1;
 	for (size_t i = 0; i < m; i++) {
 		const float *a = row_of(ix, mem[i], ba);
-		size_t nd = 0;
-		for (size_t j = 0; j < m; j++)
-			if (j != i)
-				dd[nd++] = pair_distance(
-					ix, a, row_of(ix, mem[j], ba + d));
-		qsort(dd, nd, sizeof *dd, cmp_float);
+		size_t nd = 0; /* dd[0..nd): the k smallest so far, sorted */
+		for (size_t j = 0; j < m; j++) {
+			if (j == i)
+				continue;
+			float v = pair_distance(ix, a,
+						row_of(ix, mem[j], ba + d));
+			if (nd == k && v >= dd[k - 1])
+				continue;
+			size_t at = nd < k ? nd++ : k - 1;
+			for (; at > 0 && dd[at - 1] > v; at--)
+				dd[at] = dd[at - 1];
+			dd[at] = v;
+		}
 		double sum = 0;
 		for (size_t j = 0; j < k; j++)
 			sum += dd[j];

@@ -138,19 +138,19 @@ int tlcm_knn_query(tlcm_knn_t *ix, const float *q, size_t dim,
  * larger than TLCM_KNN_MAX_VALUE in magnitude), or n when all are fine. */
 size_t tlcm_knn_bad_value(const float *x, size_t n);
 
-/* Labels: ids 0..nlabels-1; a name, and how many samples carry it. */
 /* A label's typical neighbour distance: the median over its samples (up
  * to 256, evenly spread) of their mean distance to their k nearest other
  * samples of the label, in the metric's reported form; 0 when it has
  * fewer than 2 samples. Cached until a sample of the label comes or goes
- * (a few ms for 256 samples x 256 values, then free). A frame's
- * mean_distance over this says how unusual it is *for the label it was
- * given*: classes differ in spread (a trouser's neighbours are much
+ * or k changes (5-15 ms for 256 samples of 32-256 values, then free). A
+ * frame's mean_distance over this says how unusual it is *for the label it
+ * was given*: classes differ in spread (a trouser's neighbours are much
  * closer than a shirt's), so a single threshold on mean_distance both
  * misses the new frames predicted as a tight class and flags the normal
  * frames of a loose one. */
 float tlcm_knn_typical(tlcm_knn_t *ix, uint32_t id);
 
+/* Labels: ids 0..nlabels-1; a name, and how many samples carry it. */
 size_t tlcm_knn_nlabels(const tlcm_knn_t *ix);
 const char *tlcm_knn_label_name(const tlcm_knn_t *ix, uint32_t id);
 size_t tlcm_knn_label_count(const tlcm_knn_t *ix, uint32_t id);

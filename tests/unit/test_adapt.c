@@ -17,11 +17,15 @@
  * without sending anything; ground truth relabels, renames a pseudo-label
  * by majority, adds corrected samples, waits for a running trial; bad
  * input is counted as errors naming the node while the graph runs on; a
- * cluster inside a known class keeps its label; a too dispersed cluster is
- * split again; after a restart the adapter still relabels what it taught
+ * cluster inside a known class keeps its label (by neighbour distance, or
+ * with inside_centroid by position); a new label that would change too
+ * few held-out answers is rejected (min_effect); a too dispersed cluster
+ * is split again; after a restart the adapter still relabels what it taught
  * (and a refused newest state falls back to the previous one); the whole
  * loop knn → quarantine → adapter → knn commits on its own, and its
- * events carry the members' true classes for evaluation.
+ * events carry the members' true classes for evaluation. The knn's
+ * predictions carry novelty = mean_distance / the label's typical
+ * neighbour distance (computed here from the warm-up).
  */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
@@ -287,6 +291,70 @@ static const ts_bsample_t far_cluster[] = {
 	{5, "A", 0.5f, 9, {5, 9.9f}},      {6, "A", 0.5f, 9, {5.05f, 10}},
 };
 
+/* The typical neighbour distance of a label written from its definition
+ * (nodes/knn/index.h), for the warm-up's 5 points of a class and k = 4:
+ * the median over the points of their mean Euclidean distance to their k
+ * nearest other points. */
+static double typical_of(const float (*p)[2], size_t n, size_t k)
+{
+	double loo[16], d[16];
+	for (size_t i = 0; i < n; i++) {
+		size_t nd = 0;
+		for (size_t j = 0; j < n; j++)
+			if (j != i)
+				d[nd++] = hypot(p[i][0] - p[j][0],
+						p[i][1] - p[j][1]);
+		for (size_t a = 0; a < nd; a++) /* sort: a handful */
+			for (size_t b = a + 1; b < nd; b++)
+				if (d[b] < d[a]) {
+					double t = d[a];
+					d[a] = d[b];
+					d[b] = t;
+				}
+		double sum = 0;
+		for (size_t j = 0; j < k && j < nd; j++)
+			sum += d[j];
+		loo[i] = sum / (double)(k < nd ? k : nd);
+	}
+	for (size_t a = 0; a < n; a++)
+		for (size_t b = a + 1; b < n; b++)
+			if (loo[b] < loo[a]) {
+				double t = loo[a];
+				loo[a] = loo[b];
+				loo[b] = t;
+			}
+	return n % 2 ? loo[n / 2] : (loo[n / 2 - 1] + loo[n / 2]) / 2;
+}
+
+/* Every prediction of frames [lo, hi] carries novelty = mean_distance /
+ * the typical distance of its label (A and B: the warm-up's shapes). */
+static void check_novelty(uint64_t lo, uint64_t hi)
+{
+	static const float a[5][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1},
+				      {0.5f, 0.5f}};
+	static const float b[5][2] = {{10, 0}, {10, 1}, {11, 0}, {11, 1},
+				      {10.5f, 0.5f}};
+	double ta = typical_of(a, 5, 4), tb = typical_of(b, 5, 4);
+	size_t seen = 0;
+	for (size_t i = 0; i < tlcm_ts_count(PREDS); i++) {
+		tlcm_Prediction_table_t p = tlcm_Prediction_as_root(
+			tlcm_ts_msg(PREDS, i)->data);
+		uint64_t f = tlcm_Prediction_frame_id(p);
+		if (f < lo || f > hi)
+			continue;
+		const char *l = tlcm_Prediction_label(p);
+		double t = !strcmp(l, "A") ? ta : !strcmp(l, "B") ? tb : 0;
+		double want = tlcm_Prediction_mean_distance(p) / t;
+		CHECK(tlcm_Prediction_novelty_is_present(p));
+		CHECK(fabs(tlcm_Prediction_novelty(p) - want) < 1e-5 * want);
+		seen++;
+	}
+	CHECK_UINT(seen, hi - lo + 1);
+	/* (0.5, 0.5): neighbours at 0 and 3 x sqrt(0.5); typical
+	 * (1 + 1 + sqrt(2) + sqrt(0.5)) / 4 */
+	CHECK(fabs(ta - (2 + sqrt(2) + sqrt(0.5)) / 4) < 1e-12);
+}
+
 static void commit(void)
 {
 	static const ts_step_t s[] = {
@@ -318,6 +386,8 @@ static void commit(void)
 	CHECK_DBL(c, 0.75f); /* 3 representatives of k = 4 */
 	CHECK_STR(predicted(301, &c), "A");
 	CHECK_STR(knn_classes(), "A:5,B:5,new_1:3");
+	/* the knn's novelty on the held-out predictions */
+	check_novelty(100, 119);
 	/* the quarantine was told: taken, then resolved */
 	CHECK_UINT(tlcm_ts_count(NOTICES), 2);
 	CHECK_INT(tlcm_QuarantineNotice_kind(notice(0)),
@@ -637,6 +707,153 @@ static void split_again(void)
 	CHECK(tlcm_AdaptEvent_dispersion(event(1)) < 0.51f);
 }
 
+/* ---- min_effect --------------------------------------------------------- */
+
+/* A few outliers of A, off to one side, far from A's samples: the
+ * neighbour-distance test calls them new, but as new_1 they would change
+ * no held-out answer */
+static const ts_bsample_t a_outliers[] = {
+	{1, "A", 0.9f, 2.5f, {0.5f, 3}},  {2, "A", 0.9f, 2.5f, {0.45f, 3}},
+	{3, "A", 0.9f, 2.5f, {0.55f, 3}}, {4, "A", 0.9f, 2.5f, {0.5f, 3.05f}},
+	{5, "A", 0.9f, 2.5f, {0.5f, 2.95f}},
+};
+/* four held-out frames where far_cluster lies (predicted A, far) */
+#define FOUR_FAR(base)                                                     \
+	Q(base, 5, 10), Q(base + 1, 5.1f, 10), Q(base + 2, 4.9f, 10),      \
+	Q(base + 3, 5, 10.1f)
+UNTIL(held24, "adapt", A_HELDOUT, 24)
+UNTIL(held25, "adapt", A_HELDOUT, 25)
+/* the trial's samples are in the knn (13), or there is no trial: a
+ * wrong verdict fails the checks instead of hanging the script */
+static bool no_trial(void)
+{
+	return tlcm_ts_count(EVENTS) >= 1 && kind_of(0) != tlcm_AdaptKind_Trial;
+}
+static bool sent13(void)
+{
+	return no_trial() || tlcm_ts_processed("knn", KNN_SAMPLES) >= 13;
+}
+static bool ev2_or_none(void)
+{
+	return no_trial() || tlcm_ts_count(EVENTS) >= 2;
+}
+
+/* Run s with the parameters m added: the first event is kind, reason. */
+static void effect_case(const ts_step_t *s, size_t n, const char *m,
+			int kind, const char *reason)
+{
+	char p[256];
+	snprintf(p, sizeof p, ADAPT_P ", representatives: 3%s", m);
+	run_ok(s, n, p);
+	CHECK_INT(kind_of(0), kind);
+	CHECK_STR(reason_of(0), reason);
+}
+
+static void min_effect(void)
+{
+	/* rejected: 0 of the 20 held-out answers would change */
+	static const ts_step_t r[] = {
+		WARM_UP, WAIT(warm10),
+		TEN(100), TEN(110), WAIT(held20),
+		BATCH(a_outliers, 5), WAIT(ev1),
+		QA(300), WAIT(held21),
+	};
+	size_t nr = sizeof r / sizeof r[0];
+	effect_case(r, nr, ", min_effect: 0.05", tlcm_AdaptKind_Reject,
+		    "reject new_1 (5 samples): changes 0.0 % of the held-out "
+		    "answers < 5.0 %");
+	CHECK_UINT(tlcm_ts_count(EVENTS), 1);
+	CHECK_UINT(tlcm_ts_count(NOTICES), 0);
+	CHECK_INT(num("adapt", "rejects"), 1);
+	CHECK_INT(num("adapt", "trials"), 0);
+	CHECK_STR(knn_classes(), "A:5,B:5");
+	/* the same without min_effect: tried */
+	static const ts_step_t t[] = {
+		WARM_UP, WAIT(warm10),
+		TEN(100), TEN(110), WAIT(held20),
+		BATCH(a_outliers, 5), WAIT(ev1), WAIT(sent13),
+		TEN(120), WAIT(ev2_or_none),
+	};
+	effect_case(t, sizeof t / sizeof t[0], "", tlcm_AdaptKind_Trial,
+		    "trial new_1 (5 samples, 3 sent)");
+
+	/* a new class that takes over 4 of the 24 held-out answers (the
+	 * frames near it): 16.7 %, rejected below 20 %, tried at 15 % */
+	static const ts_step_t c[] = {
+		WARM_UP, WAIT(warm10),
+		TEN(100), TEN(110), FOUR_FAR(200), WAIT(held24),
+		BATCH(far_cluster, 6), WAIT(ev1),
+		QA(300), WAIT(held25),
+	};
+	effect_case(c, sizeof c / sizeof c[0], ", min_effect: 0.2",
+		    tlcm_AdaptKind_Reject,
+		    "reject new_1 (6 samples): changes 16.7 % of the held-out "
+		    "answers < 20.0 %");
+	static const ts_step_t c2[] = {
+		WARM_UP, WAIT(warm10),
+		TEN(100), TEN(110), FOUR_FAR(200), WAIT(held24),
+		BATCH(far_cluster, 6), WAIT(ev1), WAIT(sent13),
+		TEN(120), WAIT(ev2_or_none),
+	};
+	effect_case(c2, sizeof c2 / sizeof c2[0], ", min_effect: 0.15",
+		    tlcm_AdaptKind_Trial, "trial new_1 (6 samples, 3 sent)");
+	CHECK_INT(kind_of(1), tlcm_AdaptKind_Commit);
+}
+
+/* ---- inside_centroid ---------------------------------------------------- */
+
+/* held-out A frames at (0, 0.5) and (1, 0.5), five each: A's held-out
+ * centroid (0.5, 0.5), spread (RMS distance to it) 0.5 */
+#define QC(f) Q(f, (float)(((f) / 2) % 2), 0.5f)
+#define TENC(base)                                                         \
+	QC(base), QB(base + 1), QC(base + 2), QB(base + 3), QC(base + 4),  \
+	QB(base + 5), QC(base + 6), QB(base + 7), QC(base + 8),            \
+	QB(base + 9)
+/* a cluster predicted A (4 of 5), centred at (0.5, y), its neighbours
+ * far as quarantined samples' are (mean_distance 2) */
+#define AT(y)                                                              \
+	{{1, "A", 0.9f, 2, {0.5f, y}},  {2, "A", 0.9f, 2, {0.45f, y}},     \
+	 {3, "A", 0.9f, 2, {0.55f, y}}, {4, "A", 0.9f, 2, {0.5f, y + 0.05f}}, \
+	 {5, "B", 0.9f, 2, {0.5f, y - 0.05f}}}
+static const ts_bsample_t near_centre[] = AT(0.7f); /* 0.2 from it */
+static const ts_bsample_t off_centre[] = AT(1.8f);  /* 1.3 from it */
+
+static void centroid_case(const ts_bsample_t *b, const char *params,
+			  const char *reason)
+{
+	ts_step_t s[] = {
+		WARM_UP, WAIT(warm10),
+		TENC(100), TENC(110), WAIT(held20),
+		{.kind = TS_BATCH, .port = O_BATCH, .bs = b, .n = 5, .dim = 2},
+		WAIT(ev1), WAIT(sent13),
+		TENC(120), WAIT(ev2_or_none),
+	};
+	char p[256];
+	snprintf(p, sizeof p, ADAPT_P ", representatives: 3, %s", params);
+	run_ok(s, sizeof s / sizeof s[0], p);
+	CHECK_INT(kind_of(0), tlcm_AdaptKind_Trial);
+	CHECK_STR(reason_of(0), reason);
+}
+
+static void inside_centroid(void)
+{
+	/* (the label decisions alone: precheck off, new_1's representatives
+	 * near A's held-out frames would lower their confidence) */
+	/* by neighbour distance (2 against A's 0.65): new */
+	centroid_case(near_centre, "precheck: false",
+		      "trial new_1 (5 samples, 3 sent)");
+	/* by position: at A's centroid, A; min_effect is for new labels
+	 * only */
+	centroid_case(near_centre, "inside_centroid: 1, min_effect: 0.5",
+		      "trial A (5 samples, 3 sent)");
+	CHECK_INT(num("adapt", "next_label"), 1);
+	/* 1.3 from it: beyond 2 x 0.5, within 3 x 0.5 */
+	centroid_case(off_centre, "inside_centroid: 2, precheck: false",
+		      "trial new_1 (5 samples, 3 sent)");
+	centroid_case(off_centre, "inside_centroid: 3, precheck: false",
+		      "trial A (5 samples, 3 sent)");
+}
+
 UNTIL(warm1, "knn", KNN_SAMPLES, 1)
 
 /* After a restart the adapter still knows what it taught: ground truth
@@ -768,6 +985,8 @@ int main(int argc, char **argv)
 	bad_input();
 	existing_label();
 	split_again();
+	min_effect();
+	inside_centroid();
 	kept_across_runs();
 	whole_loop();
 	char cmd[96];

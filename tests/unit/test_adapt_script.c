@@ -258,6 +258,8 @@ static int emit_pred(tlcm_ctx_t *ctx, const ts_step_t *s)
 		tlcm_Prediction_add_truth(&b, t);
 	if (f)
 		tlcm_Prediction_add_features(&b, f);
+	if (s->nov != 0) /* NaN too */
+		tlcm_Prediction_add_novelty(&b, s->nov);
 	return tlcm_emit_end(ctx, s->port, &b, tlcm_Prediction_end(&b),
 			     tlcm_Prediction_IDENTIFIER);
 }

@@ -39,6 +39,7 @@ typedef struct ts_step {
 	int i;              /* FEAT class, DRFT kind, QNOT kind, FRAM
 			       format (0 gray, 1 rgb) */
 	float conf, md;
+	float nov;          /* PRED: novelty (0: none sent) */
 	size_t dim;
 	float x[8];
 	const uint64_t *frames; /* QNOT */

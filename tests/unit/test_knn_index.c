@@ -10,6 +10,11 @@
  * recycling, refused input, and int8 storage: every distance within the
  * proven bound (sqrt(dim) * scale / 2 for Euclidean, dim * scale / 2 for
  * Manhattan) and labels agreeing with the float index on clustered data.
+ * The typical neighbour distance per label (tlcm_knn_typical) against a
+ * reference written here: each metric, int8 storage (and within the
+ * quantisation bound of the float value), fewer than 2 samples, the
+ * evenly spread subset beyond 256 samples; its cache follows add, put,
+ * eviction, relabel and k, and leaves the other labels' values alone.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -638,6 +643,352 @@ static void quantized_put(void)
 	tlcm_knn_free(qx);
 }
 
+
+/* ---- typical distance per label ------------------------------------------ */
+
+/* Sample i's row as floats (dequantised for int8 storage) into buf. */
+static const float *ref_row(const tlcm_knn_t *ix, size_t i, float *buf)
+{
+	tlcm_knn_sample_t s;
+	size_t d = tlcm_knn_opts(ix)->dim;
+	tlcm_knn_sample(ix, i, &s);
+	if (s.x)
+		return s.x;
+	for (size_t j = 0; j < d; j++)
+		buf[j] = s.scale * (float)s.codes[j];
+	return buf;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* The typical distance of label id written from its definition (index.h):
+ * the label's samples in storage order, every ceil(n / cap)-th of them
+ * (spread; else the first cap); for each, the mean of its k nearest
+ * distances to the other members (k capped at members - 1); their
+ * median. Rows come from `orig` (dim floats per slot) when given, else
+ * from the index. 0 with fewer than 2 samples. */
+static double ref_typical_cap(const tlcm_knn_t *ix, uint32_t id, unsigned k,
+			      const float *orig, size_t cap, bool spread)
+{
+	size_t n = tlcm_knn_size(ix), d = tlcm_knn_opts(ix)->dim, cnt = 0;
+	tlcm_knn_metric_t m = tlcm_knn_opts(ix)->metric;
+	for (size_t i = 0; i < n; i++) {
+		tlcm_knn_sample_t s;
+		tlcm_knn_sample(ix, i, &s);
+		cnt += s.label == id;
+	}
+	if (cnt < 2)
+		return 0;
+	size_t stride = spread ? (cnt + cap - 1) / cap : 1, nm = 0, seen = 0;
+	size_t *mem = malloc(cnt * sizeof *mem);
+	for (size_t i = 0; i < n && nm < cap; i++) {
+		tlcm_knn_sample_t s;
+		tlcm_knn_sample(ix, i, &s);
+		if (s.label == id && seen++ % stride == 0)
+			mem[nm++] = i;
+	}
+	size_t kk = k < nm - 1 ? k : nm - 1;
+	double *loo = malloc(nm * sizeof *loo), *dd = malloc(nm * sizeof *dd);
+	float *ba = malloc(d * sizeof *ba), *bb = malloc(d * sizeof *bb);
+	for (size_t i = 0; i < nm; i++) {
+		const float *a = orig ? orig + mem[i] * d
+				      : ref_row(ix, mem[i], ba);
+		size_t nd = 0;
+		for (size_t j = 0; j < nm; j++) {
+			if (j == i)
+				continue;
+			const float *b = orig ? orig + mem[j] * d
+					      : ref_row(ix, mem[j], bb);
+			dd[nd++] = ref_dist(m, a, b, d);
+		}
+		qsort(dd, nd, sizeof *dd, cmp_dbl);
+		double sum = 0;
+		for (size_t j = 0; j < kk; j++)
+			sum += dd[j];
+		loo[i] = sum / (double)kk;
+	}
+	qsort(loo, nm, sizeof *loo, cmp_dbl);
+	double t = nm % 2 ? loo[nm / 2] : (loo[nm / 2 - 1] + loo[nm / 2]) / 2;
+	free(mem);
+	free(loo);
+	free(dd);
+	free(ba);
+	free(bb);
+	return t;
+}
+
+static double ref_typical(const tlcm_knn_t *ix, uint32_t id, unsigned k,
+			  const float *orig)
+{
+	return ref_typical_cap(ix, id, k, orig, 256, true);
+}
+
+static uint32_t id_of(const tlcm_knn_t *ix, const char *label)
+{
+	for (uint32_t i = 0; i < tlcm_knn_nlabels(ix); i++)
+		if (!strcmp(tlcm_knn_label_name(ix, i), label))
+			return i;
+	return UINT32_MAX;
+}
+
+/* typical within float rounding of the reference */
+#define CHECK_TYP(ix, id, k)                                                 \
+	do {                                                                 \
+		double r_ = ref_typical(ix, id, k, NULL);                    \
+		float t_ = tlcm_knn_typical(ix, id);                         \
+		if (!(fabs(t_ - r_) <= 1e-5 * r_ + 1e-6)) {                  \
+			fprintf(stderr, "  typical of %u: %.7g, reference " \
+				"%.7g\n", (unsigned)(id), t_, r_);           \
+		}                                                            \
+		CHECK(fabs(t_ - r_) <= 1e-5 * r_ + 1e-6);                    \
+	} while (0)
+
+/* Each metric, float and int8 storage: labels of different spread and
+ * of 2, 4 and 62 samples (k capped at members - 1), a duplicate
+ * (distance 0). */
+static void typical_reference(tlcm_knn_metric_t m, bool quant)
+{
+	const size_t d = 24, n = 130;
+	const unsigned k = 5;
+	tlcm_knn_t *ix = make(d, k, m, TLCM_KNN_UNIFORM, 1000, TLCM_KNN_FIFO,
+			      quant, false);
+	float *orig = malloc(n * d * sizeof *orig);
+	static const char *const lab[] = {"tight", "loose", "pair", "few"};
+	static const float spread[] = {0.3f, 2.0f, 1.0f, 1.0f};
+	size_t per[4] = {0};
+	for (size_t i = 0; i < n; i++) {
+		/* 2 pair, 4 few, the rest tight and loose */
+		int l = i < 2 ? 2 : i < 6 ? 3 : (int)(i % 2);
+		float *x = orig + i * d;
+		for (size_t j = 0; j < d; j++)
+			x[j] = 3.0f * (float)l + (float)j / 8 +
+			       spread[l] * rand_gauss();
+		if (i == 20) /* a duplicate of sample 18 (tight) */
+			memcpy(x, orig + 18 * d, d * sizeof *x);
+		CHECK_INT(tlcm_knn_add(ix, x, d, lab[l], 0), 0);
+		per[l]++;
+	}
+	CHECK_UINT(per[2], 2);
+	double worst = 0;
+	for (int l = 0; l < 4; l++) {
+		uint32_t id = id_of(ix, lab[l]);
+		CHECK_TYP(ix, id, k);
+		float t = tlcm_knn_typical(ix, id);
+		CHECK(t > 0);
+		/* asked again: the same (cached) value */
+		CHECK(tlcm_knn_typical(ix, id) == t);
+		if (!quant || m == TLCM_KNN_COSINE)
+			continue;
+		/* int8: within the quantisation bound of the value from the
+		 * original floats: every pair distance is off by at most
+		 * sqrt(d) (s_a + s_b) / 2 (Euclidean; d (s_a + s_b) / 2
+		 * Manhattan), and a mean of the k smallest, and a median, of
+		 * values each off by at most B are off by at most B */
+		float smax = 0;
+		for (size_t i = 0; i < n; i++) {
+			tlcm_knn_sample_t s;
+			tlcm_knn_sample(ix, i, &s);
+			if (s.label == id && s.scale > smax)
+				smax = s.scale;
+		}
+		double bound = (m == TLCM_KNN_EUCLIDEAN ? sqrt((double)d)
+							: (double)d) * smax;
+		double exact = ref_typical(ix, id, k, orig);
+		double err = fabs(t - exact);
+		CHECK(err <= bound * 1.001 + 1e-5 * exact);
+		worst = err / bound > worst ? err / bound : worst;
+	}
+	/* the tight label is tighter than the loose one */
+	CHECK(tlcm_knn_typical(ix, id_of(ix, "tight")) <
+	      tlcm_knn_typical(ix, id_of(ix, "loose")));
+	if (quant && m != TLCM_KNN_COSINE)
+		fprintf(stderr, "typical int8 %s: largest error %.3f of the "
+			"bound\n", m == TLCM_KNN_EUCLIDEAN ? "euclidean"
+							   : "manhattan",
+			worst);
+	free(orig);
+	tlcm_knn_free(ix);
+}
+
+/* Two samples: the distance between them; one, none, an unknown id: 0. */
+static void typical_small(void)
+{
+	tlcm_knn_t *ix = make(2, 5, TLCM_KNN_EUCLIDEAN, TLCM_KNN_UNIFORM, 10,
+			      TLCM_KNN_FIFO, false, false);
+	CHECK_DBL(tlcm_knn_typical(ix, 0), 0); /* no label at all */
+	const float a[2] = {0, 0}, b[2] = {3, 4}, c[2] = {9, 9};
+	CHECK_INT(tlcm_knn_add(ix, a, 2, "one", 1), 0);
+	CHECK_DBL(tlcm_knn_typical(ix, 0), 0);
+	CHECK_INT(tlcm_knn_add(ix, b, 2, "one", 2), 0);
+	CHECK_DBL(tlcm_knn_typical(ix, 0), 5);
+	CHECK_INT(tlcm_knn_add(ix, c, 2, "solo", 3), 0);
+	CHECK_DBL(tlcm_knn_typical(ix, 1), 0);
+	CHECK_DBL(tlcm_knn_typical(ix, 2), 0);
+	CHECK_DBL(tlcm_knn_typical(ix, UINT32_MAX), 0);
+	/* "one" loses a sample: below 2 again */
+	CHECK_INT(tlcm_knn_relabel(ix, 2, "solo"), 1);
+	CHECK_DBL(tlcm_knn_typical(ix, 0), 0);
+	/* solo is now (9,9) and (3,4): sqrt(36 + 25) */
+	CHECK(fabsf(tlcm_knn_typical(ix, 1) - sqrtf(61)) < 1e-5f);
+	/* "one" loses its last: its id is recycled for "new", whose two
+	 * samples are 1 apart; nothing of "one" stays cached */
+	CHECK_INT(tlcm_knn_relabel(ix, 1, "solo"), 1);
+	CHECK_DBL(tlcm_knn_typical(ix, 0), 0);
+	const float p[2] = {1, 1}, q[2] = {1, 2};
+	CHECK_INT(tlcm_knn_add(ix, p, 2, "new", 4), 0);
+	CHECK_INT(tlcm_knn_add(ix, q, 2, "new", 5), 0);
+	CHECK_STR(tlcm_knn_label_name(ix, 0), "new");
+	CHECK_DBL(tlcm_knn_typical(ix, 0), 1);
+	/* two equal samples: 0 too (the knn node then sends no novelty
+	 * rather than dividing by it) */
+	CHECK_INT(tlcm_knn_add(ix, c, 2, "twin", 6), 0);
+	CHECK_INT(tlcm_knn_add(ix, c, 2, "twin", 7), 0);
+	CHECK_DBL(tlcm_knn_typical(ix, id_of(ix, "twin")), 0);
+	tlcm_knn_free(ix);
+}
+
+/* The cache follows every change of a label's samples: add, put,
+ * eviction, relabel (both labels), and k; the other labels keep their
+ * value. */
+static void typical_cache(void)
+{
+	const size_t d = 8, cap = 60;
+	tlcm_knn_t *ix = make(d, 3, TLCM_KNN_EUCLIDEAN, TLCM_KNN_UNIFORM, cap,
+			      TLCM_KNN_FIFO, false, false);
+	float x[8];
+	/* 20 a (spread 1), 20 b (spread 3), frame ids 1..40 */
+	for (size_t i = 0; i < 40; i++) {
+		for (size_t j = 0; j < d; j++)
+			x[j] = (i % 2 ? 3.0f : 1.0f) * rand_gauss();
+		CHECK_INT(tlcm_knn_add(ix, x, d, i % 2 ? "b" : "a", i + 1), 0);
+	}
+	uint32_t a = id_of(ix, "a"), b = id_of(ix, "b");
+	float ta = tlcm_knn_typical(ix, a), tb = tlcm_knn_typical(ix, b);
+	CHECK_TYP(ix, a, 3);
+	CHECK_TYP(ix, b, 3);
+
+	/* add: four samples of a right on top of each other */
+	for (int r = 0; r < 4; r++) {
+		for (size_t j = 0; j < d; j++)
+			x[j] = 0.01f * (float)r;
+		CHECK_INT(tlcm_knn_add(ix, x, d, "a", 100 + (uint64_t)r), 0);
+	}
+	float ta2 = tlcm_knn_typical(ix, a);
+	CHECK(ta2 != ta);
+	CHECK_TYP(ix, a, 3);
+	CHECK(tlcm_knn_typical(ix, b) == tb);
+
+	/* put (a restore): into b */
+	for (size_t j = 0; j < d; j++)
+		x[j] = 0.5f;
+	CHECK_INT(tlcm_knn_put(ix, "b", 200, 1000, 0, x, NULL, 0, d), 0);
+	CHECK_INT(tlcm_knn_put(ix, "b", 201, 1001, 0, x, NULL, 0, d), 0);
+	CHECK_INT(tlcm_knn_put(ix, "b", 202, 1002, 0, x, NULL, 0, d), 0);
+	float tb2 = tlcm_knn_typical(ix, b);
+	CHECK(tb2 != tb);
+	CHECK_TYP(ix, b, 3);
+	CHECK(tlcm_knn_typical(ix, a) == ta2);
+
+	/* relabel: frame 2 (b) to a: both change */
+	CHECK_INT(tlcm_knn_relabel(ix, 2, "a"), 1);
+	float ta3 = tlcm_knn_typical(ix, a), tb3 = tlcm_knn_typical(ix, b);
+	CHECK(ta3 != ta2 && tb3 != tb2);
+	CHECK_TYP(ix, a, 3);
+	CHECK_TYP(ix, b, 3);
+	/* a relabel to another label through add() (known frame id) */
+	CHECK_INT(tlcm_knn_add(ix, x, d, "b", 100), 1);
+	CHECK_TYP(ix, a, 3);
+	CHECK_TYP(ix, b, 3);
+	ta3 = tlcm_knn_typical(ix, a);
+	tb3 = tlcm_knn_typical(ix, b);
+
+	/* eviction: fill up with label c; the oldest samples (frames 1,
+	 * 2, ... of a and b) go, and c has a value of its own */
+	CHECK_UINT(tlcm_knn_size(ix), 47);
+	for (size_t i = 0; i < 13; i++) { /* up to the capacity: no eviction */
+		for (size_t j = 0; j < d; j++)
+			x[j] = 20 + rand_gauss();
+		CHECK_INT(tlcm_knn_add(ix, x, d, "c", 300 + i), 0);
+	}
+	CHECK(tlcm_knn_typical(ix, a) == ta3);
+	CHECK(tlcm_knn_typical(ix, b) == tb3);
+	uint32_t c = id_of(ix, "c");
+	CHECK_TYP(ix, c, 3);
+	float tc = tlcm_knn_typical(ix, c);
+	tlcm_knn_stats_t st;
+	/* the oldest sample is frame 1, of a: only a changes */
+	CHECK_INT(tlcm_knn_add(ix, x, d, "c", 400), 0);
+	tlcm_knn_get_stats(ix, &st);
+	CHECK_UINT(st.evictions, 1);
+	CHECK(tlcm_knn_typical(ix, a) != ta3);
+	CHECK_TYP(ix, a, 3);
+	CHECK(tlcm_knn_typical(ix, b) == tb3);
+	CHECK_TYP(ix, c, 3); /* c gained one */
+	CHECK(tlcm_knn_typical(ix, c) != tc);
+	/* next oldest: frame 2 (relabelled a), frame 3 (a), then frame
+	 * 4 (b) */
+	CHECK_INT(tlcm_knn_add(ix, x, d, "c", 401), 0);
+	CHECK_INT(tlcm_knn_add(ix, x, d, "c", 402), 0);
+	CHECK_TYP(ix, a, 3);
+	CHECK(tlcm_knn_typical(ix, b) == tb3);
+	CHECK_INT(tlcm_knn_add(ix, x, d, "c", 403), 0);
+	CHECK(tlcm_knn_typical(ix, b) != tb3);
+	CHECK_TYP(ix, b, 3);
+
+	/* k changes what "typical" means: the cache must follow it */
+	float before = tlcm_knn_typical(ix, b);
+	CHECK_INT(tlcm_knn_set_k(ix, 1), 0);
+	CHECK_TYP(ix, a, 1);
+	CHECK_TYP(ix, b, 1);
+	CHECK_TYP(ix, c, 1);
+	CHECK(tlcm_knn_typical(ix, b) < before);
+	CHECK_INT(tlcm_knn_set_k(ix, 7), 0);
+	CHECK_TYP(ix, b, 7);
+	tlcm_knn_free(ix);
+}
+
+/* More than 256 samples of a label: the typical distance uses every
+ * ceil(n / 256)-th of them in storage order, not all, not the first
+ * 256. Labels interleaved so the members are not a prefix. */
+static void typical_subset(void)
+{
+	const size_t d = 6;
+	for (int q = 0; q < 2; q++) {
+		tlcm_knn_t *ix = make(d, 4, TLCM_KNN_EUCLIDEAN,
+				      TLCM_KNN_UNIFORM, 2000, TLCM_KNN_FIFO,
+				      q, false);
+		float x[6];
+		/* 700 a (stride 3: 234 members), 300 b (stride 2: 150),
+		 * 256 c (all of them) */
+		for (size_t i = 0; i < 1256; i++) {
+			const char *l = i < 1000 ? (i % 10 < 7 ? "a" : "b")
+						 : "c";
+			for (size_t j = 0; j < d; j++)
+				x[j] = rand_gauss() + (i > 600 ? 0.5f : 0);
+			CHECK_INT(tlcm_knn_add(ix, x, d, l, 0), 0);
+		}
+		for (int l = 0; l < 3; l++) {
+			uint32_t id = id_of(ix, (const char *[]){"a", "b",
+								 "c"}[l]);
+			CHECK_TYP(ix, id, 4);
+		}
+		/* the subset matters: every sample of a, or its first 256,
+		 * give other values (more members: nearer neighbours; the
+		 * first ones: without the shifted later samples) */
+		uint32_t a = id_of(ix, "a");
+		double t = tlcm_knn_typical(ix, a);
+		double all = ref_typical_cap(ix, a, 4, NULL, SIZE_MAX, false);
+		double first = ref_typical_cap(ix, a, 4, NULL, 256, false);
+		CHECK(fabs(t - all) > 1e-3 * t);
+		CHECK(fabs(t - first) > 1e-3 * t);
+		tlcm_knn_free(ix);
+	}
+}
+
 int main(void)
 {
 	exact_neighbours();
@@ -657,5 +1008,13 @@ int main(void)
 		quantized_agreement(TLCM_KNN_MANHATTAN, p);
 	}
 	quantized_put();
+	for (int q = 0; q < 2; q++) {
+		typical_reference(TLCM_KNN_EUCLIDEAN, q);
+		typical_reference(TLCM_KNN_COSINE, q);
+		typical_reference(TLCM_KNN_MANHATTAN, q);
+	}
+	typical_small();
+	typical_cache();
+	typical_subset();
 	return tlcm_test_done();
 }

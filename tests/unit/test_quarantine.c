@@ -4,7 +4,8 @@
  * and notices; `collect` keeps the batches (slot 0) and the passed
  * predictions (slot 1); the node runs wrapped ("w.quarantine") so the
  * script can wait until it has processed a drift event or a notice (the
- * inputs are separate edges). Checks: each admission condition and their
+ * inputs are separate edges). Checks: each admission condition (novel:
+ * by Prediction.novelty, absent or non-finite never) and their
  * combinations, the fields of admitted samples, batches on admissions and
  * at the end of the last drift, max_size and max_age, thumbnails from
  * gray and RGB frames in either order, Taken/Released/Resolved notices,
@@ -245,6 +246,77 @@ static void admit_on_confidence_and_distance(void)
 	CHECK_STR(frames_of(last_batch()), "3");
 	CHECK_INT(reasons_of(last_batch(), 3), 3);
 	CHECK_STR(passed_frames(), "1,2");
+}
+
+/* novel: Prediction.novelty above novelty_above (default 1.6); none sent
+ * (0), or not finite, is never novel; reason bit 8 */
+#define PN(f, c, nv) \
+	{.kind = TS_PRED, .port = O_PRED, .frame = f, .s = "A", .conf = c, \
+	 .md = 1, .nov = nv, .dim = 2, .x = {0, (float)(f)}, .truth = "T"}
+
+static void admit_on_novelty(void)
+{
+	static const ts_step_t s[] = {
+		PN(1, 0.9f, 1.0f),  /* a typical frame of its label */
+		PN(2, 0.9f, 2.5f),  /* novel */
+		PN(3, 0.9f, 1.5f),  /* below the default */
+		PN(4, 0.9f, 0),     /* no novelty */
+		PN(5, 0.9f, NAN),   /* not finite: not novel either */
+		PN(6, 0.3f, 1.7f),  /* novel and not confident */
+		PN(7, 0.3f, 1.59f),
+	};
+	RUN_OK(s, "admit: [novel], batch_min: 1, batch_every: 1", NULL);
+	CHECK_STR(frames_of(last_batch()), "2,6");
+	CHECK_INT(reasons_of(last_batch(), 2), 8);
+	CHECK_INT(reasons_of(last_batch(), 6), 8);
+	CHECK_STR(passed_frames(), "1,3,4,5,7");
+	CHECK_INT(described("admitted"), 2);
+
+	/* with low_confidence: bits 2 and 8; a lower threshold (1.5 is
+	 * exact in float: at it is not above) */
+	RUN_OK(s, "admit: [novel, low_confidence], novelty_above: 1.5, "
+		  "batch_min: 1, batch_every: 1", NULL);
+	CHECK_STR(frames_of(last_batch()), "2,6,7");
+	CHECK_INT(reasons_of(last_batch(), 2), 8);
+	CHECK_INT(reasons_of(last_batch(), 6), 10);
+	CHECK_INT(reasons_of(last_batch(), 7), 10);
+	CHECK_STR(passed_frames(), "1,3,4,5");
+	RUN_OK(s, "admit: [novel, low_confidence], combine: all, "
+		  "novelty_above: 1.5, batch_min: 1, batch_every: 1", NULL);
+	CHECK_STR(frames_of(last_batch()), "6,7");
+	CHECK_STR(passed_frames(), "1,2,3,4,5");
+
+	/* novelty_above 0 or below: everything with a novelty is novel,
+	 * a prediction without one still is not */
+	RUN_OK(s, "admit: [novel], novelty_above: 0, batch_min: 1, "
+		  "batch_every: 1", NULL);
+	CHECK_STR(frames_of(last_batch()), "1,2,3,6,7");
+	CHECK_STR(passed_frames(), "4,5");
+	RUN_OK(s, "admit: [novel], novelty_above: -1, batch_min: 1, "
+		  "batch_every: 1", NULL);
+	CHECK_STR(frames_of(last_batch()), "1,2,3,6,7");
+	CHECK_STR(passed_frames(), "4,5");
+
+	/* with drift: any, and all (novel while a detector is in drift) */
+	static const ts_step_t d[] = {
+		PN(1, 0.9f, 2), PN(2, 0.9f, 1), WAIT(preds2),
+		DS("d"), WAIT(drift1),
+		PN(3, 0.9f, 1), PN(4, 0.9f, 2), PN(5, 0.9f, 0),
+	};
+	RUN_OK(d, "admit: [drift, novel], batch_min: 1, batch_every: 1",
+	       NULL);
+	tlcm_QuarantineBatch_table_t b = last_batch();
+	CHECK_STR(frames_of(b), "1,3,4,5");
+	CHECK_INT(reasons_of(b, 1), 8);
+	CHECK_INT(reasons_of(b, 3), 1);
+	CHECK_INT(reasons_of(b, 4), 9);
+	CHECK_INT(reasons_of(b, 5), 1);
+	CHECK_STR(passed_frames(), "2");
+	RUN_OK(d, "admit: [drift, novel], combine: all, batch_min: 1, "
+		  "batch_every: 1", NULL);
+	CHECK_STR(frames_of(last_batch()), "4");
+	CHECK_INT(reasons_of(last_batch(), 4), 9);
+	CHECK_STR(passed_frames(), "1,2,3,5");
 }
 
 static void bounds(void)
@@ -550,6 +622,7 @@ int main(void)
 	}
 	admit_on_drift();
 	admit_on_confidence_and_distance();
+	admit_on_novelty();
 	bounds();
 	thumbnails();
 	notices();

@@ -2,16 +2,19 @@
  *
  * Graphs are written as YAML and run with the real loader and scheduler,
  * with the test nodes plus a few defined here: `slow` (sleeps per message,
- * to build back-pressure), `probe` (detects two threads inside one node),
- * `failer` (fails on a chosen message), `ticker` (counts ticks), `ctl`
- * (sends one control message), `phaser`, `latch`, `counter` and `hold`
- * (a source playing phases with tlcm_graph_idle()). Checks: exactly-once
+ * to build back-pressure), `twice` (the same, forwarding a copy too),
+ * `probe` (detects two threads inside one node), `failer` (fails on a
+ * chosen message), `ticker` (counts ticks), `ctl` (sends one control
+ * message), `phaser`, `latch`, `counter` and `hold` (a source playing
+ * phases with tlcm_graph_idle()). Checks: exactly-once
  * delivery on block edges including the drain after a stop,
  * back-pressure reaching the source, drop policies accounting for every
  * message, fan-out, actor exclusivity, on_error policies, the control
- * port, the idle barrier, per-node busy time.
+ * port, the idle barrier, per-node busy time, no livelock when both
+ * workers help along a full chain.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -39,6 +42,24 @@ static int slow_process(tlcm_ctx_t *ctx, void *st, int port,
 static const tlcm_node_type_t slow_type = {
 	.name = "slow", .doc = "sleep 20 us per message, forward it",
 	.inputs = any_in, .outputs = any_out, .process = slow_process};
+
+static int twice_process(tlcm_ctx_t *ctx, void *st, int port,
+			 const tlcm_msg_t *m)
+{
+	(void)st;
+	(void)port;
+	usleep(20);
+	int rc = tlcm_emit_msg(ctx, 0, m);
+	/* the copy as another type: a sink checks Blob sequence numbers */
+	if (!rc || rc == TLCM_EAGAIN)
+		rc = tlcm_emit(ctx, 0, "COPY", tlcm_msg_data(m), m->size);
+	return rc == TLCM_EAGAIN ? 0 : rc;
+}
+
+static const tlcm_node_type_t twice_type = {
+	.name = "twice", .doc = "sleep 20 us per message, forward it and a "
+	"copy (type COPY)",
+	.inputs = any_in, .outputs = any_out, .process = twice_process};
 
 static atomic_int probe_inside, probe_overlaps;
 static atomic_ulong probe_count;
@@ -675,11 +696,91 @@ static void sets_override(void)
 	tlcm_graph_free(g);
 }
 
+/* Regression (the issue-6 demo hang): a free-running source, then a
+ * chain of pass-through nodes over small block edges, the second slow
+ * and doubling the stream (src → p1 → twice → p2 → p3 → p4 → sink), two
+ * workers. Once the chain is full, one worker runs the source, whose
+ * emit meets a full edge and helps p1, gated by its full edge to `twice`;
+ * the other runs `twice`, whose emits fill its output, then help p2 (p2
+ * copies that edge into p2 → p3, queueing p3), then fill it again and
+ * help p2 again, now gated by its full edge to p3. Before run() helped a
+ * gated node's consumer, p2 just went idle and was helped again, round
+ * after round: both workers spun and p3 never ran. (Doubling makes that
+ * second fill happen within one message batch of `twice`, i.e. while it
+ * still holds its input and p1 stays gated; with a plain slow node the
+ * hang came in about half of the runs.) A watchdog turns such a hang
+ * into a failure: it aborts the run as a second stop signal would, which
+ * later runs would see too, so this test runs last. */
+static atomic_int chain_done, chain_hung;
+
+static void *chain_watchdog(void *arg)
+{
+	(void)arg;
+	/* far longer than a run takes even on a loaded machine (< 1 s) */
+	for (int i = 0; i < 2400 && !atomic_load(&chain_done); i++)
+		usleep(50000);
+	if (!atomic_load(&chain_done)) {
+		atomic_store(&chain_hung, 1);
+		fprintf(stderr, "FAIL: chain: not done after 120 s (livelock?)"
+			"; aborting the run\n");
+		tlcm_request_stop();
+		tlcm_request_stop();
+	}
+	return NULL;
+}
+
+static void chain_no_livelock(void)
+{
+	enum { N = 4000, RUNS = 5 };
+	char yaml[1024];
+	snprintf(yaml, sizeof yaml,
+		 "graph: chain\n"
+		 "settings: { workers: 2 }\n"
+		 "nodes:\n"
+		 "  src: { type: gen, params: { count: %d, payload: 100 } }\n"
+		 "  p1: { type: tee }\n"
+		 "  twice: { type: twice }\n"
+		 "  p2: { type: tee }\n"
+		 "  p3: { type: tee }\n"
+		 "  p4: { type: tee }\n"
+		 "  sink: { type: sink, params: { expect: %d } }\n"
+		 "edges:\n"
+		 "  - { from: src.out, to: p1.in, capacity: 4KiB }\n"
+		 "  - { from: p1.out, to: twice.in, capacity: 4KiB }\n"
+		 "  - { from: twice.out, to: p2.in, capacity: 4KiB }\n"
+		 "  - { from: p2.out, to: p3.in, capacity: 4KiB }\n"
+		 "  - { from: p3.out, to: p4.in, capacity: 4KiB }\n"
+		 "  - { from: p4.out, to: sink.in, capacity: 4KiB }\n",
+		 N, 2 * N);
+	for (int r = 0; r < RUNS && !atomic_load(&chain_hung); r++) {
+		tlcm_graph_t *g = load(yaml, NULL, 0);
+		pthread_t wd;
+		atomic_store(&chain_done, 0);
+		pthread_create(&wd, NULL, chain_watchdog, NULL);
+		tlcm_run_result_t res;
+		int rc = run(g, 0, &res);
+		atomic_store(&chain_done, 1);
+		pthread_join(wd, NULL);
+		CHECK_INT(atomic_load(&chain_hung), 0);
+		CHECK_INT(rc, 0);
+		CHECK_STR(res.why, "");
+		for (size_t e = 0; e < res.nedges; e++) { /* 2 after twice */
+			CHECK_UINT(res.edges[e].committed, e < 2 ? N : 2 * N);
+			CHECK_UINT(res.edges[e].dropped, 0);
+		}
+		CHECK(res.edges[0].full > 0); /* the chain did fill up */
+		CHECK_UINT(res.nodes[node_index(g, "sink")].in, 2 * N);
+		tlcm_run_result_fini(&res);
+		tlcm_graph_free(g);
+	}
+}
+
 int main(void)
 {
 	tlcm_log_level = TLCM_LOG_ERROR;
 	tlcm_builtin_nodes(&reg);
 	tlcm_registry_add(&reg, &slow_type);
+	tlcm_registry_add(&reg, &twice_type);
 	tlcm_registry_add(&reg, &probe_type);
 	tlcm_registry_add(&reg, &failer_type);
 	tlcm_registry_add(&reg, &ticker_type);
@@ -698,6 +799,7 @@ int main(void)
 	timers_and_control();
 	sets_override();
 	idle_barrier();
+	chain_no_livelock(); /* last: see there */
 	tlcm_registry_fini(&reg);
 	return tlcm_test_done();
 }
