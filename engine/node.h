@@ -253,6 +253,12 @@ bool tlcm_stopping(const tlcm_ctx_t *ctx);
  * rest of the graph is not visible, it is always false. Never waits. */
 bool tlcm_graph_idle(tlcm_ctx_t *ctx);
 
+/* True when no input edge of the calling node holds an unread message.
+ * A tick cannot drain its own inputs (the engine hands them to process()
+ * after the tick returns), so a source waiting for the answers to what it
+ * played checks tlcm_graph_idle() and then this, on a later tick. */
+bool tlcm_inputs_empty(tlcm_ctx_t *ctx);
+
 /* Report a bad input message (wrong type, corrupt, does not fit): adds
  * one to *count (the node's own tally, e.g. for describe and snapshots),
  * logs "MESSAGE (N bad so far)" for the first five and then one in 1000,

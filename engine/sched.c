@@ -1131,6 +1131,15 @@ static bool quiet_look(const tlcm_ctx_t *c, uint64_t *mark)
  * second look: publishes happen while the producer runs, and a consumer
  * releases only what it has processed. So there was a moment with
  * nothing in flight. */
+bool tlcm_inputs_empty(tlcm_ctx_t *c)
+{
+	for (size_t k = 0; k < c->nin; k++)
+		if (tlcm_ring_readable(c->in[k].ring) &&
+		    !tlcm_ring_eos(c->in[k].ring))
+			return false;
+	return true;
+}
+
 bool tlcm_graph_idle(tlcm_ctx_t *c)
 {
 	if (child_mode) /* the other nodes are not visible from here */

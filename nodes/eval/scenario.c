@@ -60,6 +60,7 @@ enum { S_PLAY, S_WAIT_B, S_LABELS, S_WAIT_LABELS, S_PLAY_C, S_WAIT_END,
 #define FRAMES_PER_TICK 8
 #define LABELS_PER_TICK 32
 #define WAIT_TICK_NS 1000000u /* barrier polling period */
+#define THROTTLE_TICK_NS 200000u /* waiting for answers */
 #define MAX_LABELS 256        /* distinct predicted labels tracked */
 #define MAX_DETECTORS 16
 
@@ -140,6 +141,9 @@ static const tlcm_param_desc_t params[] = {
 	 "goals apply to them together (alarms summed, the first start "
 	 "counts); the others are measured for comparison. Empty: every "
 	 "detector is held to the goals on its own", 0, 0, NULL, 0},
+	{"max_in_flight", TLCM_P_INT, "256", "most frames played ahead of "
+	 "the predictions that came back (0: no limit; for a graph without "
+	 "the predictions edge)", 0, 1000000, NULL, 0},
 	{"fail_on_goal", TLCM_P_BOOL, "false", "fail the graph when a goal is "
 	 "missed (tests)", 0, 0, NULL, 0},
 	{0},
@@ -155,6 +159,7 @@ typedef struct rec {   /* one played frame, scored when its answers come */
 	uint32_t pos;      /* position within its phase */
 	uint8_t phase, cls;
 	int16_t pred;      /* interned predicted label, -1: none (yet) */
+	bool answered;     /* a prediction came */
 } rec_t;
 
 typedef struct detector {
@@ -206,6 +211,8 @@ typedef struct scen {
 	size_t gt_map_cap;
 
 	uint64_t bad, unmatched, t_start, t_c;
+	uint64_t asked, answered, max_flight; /* frames A-C played/answered */
+	bool throttled;
 	double t_ab, t_c_s;             /* wall seconds of A+B and of C */
 } scen_t;
 
@@ -533,6 +540,7 @@ static int init(tlcm_ctx_t *ctx, void *st)
 		return rc;
 	}
 	s->b_tail = tlcm_param_float(ctx, "b_tail");
+	s->max_flight = (uint64_t)tlcm_param_int(ctx, "max_in_flight");
 	const char *const *det;
 	size_t ndet = tlcm_param_list(ctx, "detectors", &det);
 	for (size_t i = 0; i < ndet; i++)
@@ -602,7 +610,8 @@ static int play_one(tlcm_ctx_t *ctx, scen_t *s)
 	for (int ph = 0; ph < p->phase; ph++)
 		first += (uint32_t)s->phase_len[ph];
 	rec_t *r = &s->rec[s->nrec];
-	*r = (rec_t){id, (uint32_t)(s->pos - first), p->phase, cls, -1};
+	*r = (rec_t){id, (uint32_t)(s->pos - first), p->phase, cls, -1, false};
+	s->asked += p->phase != PH_WARM;
 	map_put(s->map, s->map_cap, id, (uint32_t)++s->nrec);
 	s->pos++;
 	return 0;
@@ -654,7 +663,17 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 	case S_PLAY:
 	case S_PLAY_C: {
 		size_t end = s->state == S_PLAY ? s->c_start : s->nplay;
-		for (int i = 0; i < FRAMES_PER_TICK && s->pos < end && !rc;
+		/* no further ahead of the answers than max_in_flight: the
+		 * answers come back over drop_oldest feedback edges, which a
+		 * source running flat out on a busy machine would overflow */
+		bool ahead = s->max_flight &&
+			     s->asked - s->answered >= s->max_flight;
+		if (ahead != s->throttled) {
+			s->throttled = ahead;
+			tlcm_set_tick(ctx, ahead ? THROTTLE_TICK_NS : 0);
+		}
+		for (int i = 0; i < FRAMES_PER_TICK && s->pos < end && !rc &&
+				!ahead;
 		     i++)
 			rc = play_one(ctx, s);
 		if (!rc && s->pos == end) {
@@ -664,7 +683,7 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 		return rc;
 	}
 	case S_WAIT_B:
-		if (!tlcm_graph_idle(ctx))
+		if (!tlcm_graph_idle(ctx) || !tlcm_inputs_empty(ctx))
 			return 0;
 		s->t_ab = (double)(now - s->t_start) / 1e9;
 		s->state = tlcm_param_bool(ctx, "ground_truth") ? S_LABELS
@@ -685,14 +704,14 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 		}
 		return rc;
 	case S_WAIT_LABELS:
-		if (!tlcm_graph_idle(ctx))
+		if (!tlcm_graph_idle(ctx) || !tlcm_inputs_empty(ctx))
 			return 0;
 		s->state = S_PLAY_C;
 		s->t_c = now;
 		tlcm_set_tick(ctx, 0);
 		return 0;
 	case S_WAIT_END:
-		if (!tlcm_graph_idle(ctx))
+		if (!tlcm_graph_idle(ctx) || !tlcm_inputs_empty(ctx))
 			return 0;
 		if (s->t_c)
 			s->t_c_s = (double)(now - s->t_c) / 1e9;
@@ -744,6 +763,10 @@ static int on_pred(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
 	if (truth && *truth && !s->cname[r->cls])
 		s->cname[r->cls] = strdup(truth);
 	const char *label = tlcm_Prediction_label(p);
+	if (!r->answered) {
+		r->answered = true;
+		s->answered++;
+	}
 	r->pred = label && *label ? intern(s, label) : -1;
 	return 0;
 }
