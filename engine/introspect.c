@@ -167,7 +167,10 @@ int tlcm_introspect_start(tlcm_introspect_t **out, const char *url,
 		rv = nng_http_handler_set_data(in->h, in, NULL);
 	if (!rv)
 		rv = nng_http_server_add_handler(in->srv, in->h);
-	else if (in->h)
+	/* the server owns the handler only once it was added: also when
+	 * adding fails (a server for this address, still held by a graph
+	 * that is shutting down, has its own "/") it is ours to free */
+	if (rv && in->h)
 		nng_http_handler_free(in->h);
 	if (!rv)
 		rv = nng_http_server_start(in->srv);
