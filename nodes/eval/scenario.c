@@ -60,7 +60,7 @@ enum { S_PLAY, S_WAIT_B, S_LABELS, S_WAIT_LABELS, S_PLAY_C, S_WAIT_END,
 #define FRAMES_PER_TICK 8
 #define LABELS_PER_TICK 32
 #define WAIT_TICK_NS 1000000u /* barrier polling period */
-#define THROTTLE_TICK_NS 200000u /* waiting for answers */
+#define THROTTLE_TICK_NS 10000000u /* waiting for answers that do not come */
 #define MAX_LABELS 256        /* distinct predicted labels tracked */
 #define MAX_DETECTORS 16
 
@@ -668,9 +668,11 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 		 * source running flat out on a busy machine would overflow */
 		bool ahead = s->max_flight &&
 			     s->asked - s->answered >= s->max_flight;
-		if (ahead != s->throttled) {
-			s->throttled = ahead;
-			tlcm_set_tick(ctx, ahead ? THROTTLE_TICK_NS : 0);
+		if (ahead && !s->throttled) {
+			/* on_pred() resumes as soon as half came back; the
+			 * slow tick only covers answers that never come */
+			s->throttled = true;
+			tlcm_set_tick(ctx, THROTTLE_TICK_NS);
 		}
 		for (int i = 0; i < FRAMES_PER_TICK && s->pos < end && !rc &&
 				!ahead;
@@ -678,6 +680,7 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 			rc = play_one(ctx, s);
 		if (!rc && s->pos == end) {
 			s->state = s->state == S_PLAY ? S_WAIT_B : S_WAIT_END;
+			s->throttled = false; /* the barrier paces from here */
 			tlcm_set_tick(ctx, WAIT_TICK_NS);
 		}
 		return rc;
@@ -766,6 +769,10 @@ static int on_pred(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
 	if (!r->answered) {
 		r->answered = true;
 		s->answered++;
+	}
+	if (s->throttled && s->asked - s->answered <= s->max_flight / 2) {
+		s->throttled = false;
+		tlcm_set_tick(ctx, 0);
 	}
 	r->pred = label && *label ? intern(s, label) : -1;
 	return 0;

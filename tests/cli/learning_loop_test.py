@@ -7,7 +7,10 @@ stationary frames and detection within 200 frames of the new classes
 appearing, for the device's drift signal (the detector that gates the
 quarantine; the other four are only measured), known-class accuracy within 2 points after autonomous
 adaptation, at least 85 % accuracy on all ten classes after ground truth.
-Time is never asserted. Seed 1: its figures sit clear of the goals in
+Time is never asserted. At most 16 frames in flight: the loop runs
+nearly in step with the scenario, so how the engine interleaves the
+feedback edges (which differs between the release, ASan and TSan trees)
+moves the figures less. Seed 1: its figures sit clear of the goals in
 repeated runs (known-class accuracy kept within +0.4..+0.8 points, C
 0.873-0.889 in six runs); the run-to-run spread (the engine interleaves
 the feedback edges differently each time) and the seeds that miss a goal
@@ -34,7 +37,7 @@ def main():
         report = os.path.join(tmp, "report.jsonl")
         env = dict(os.environ, STORE=os.path.join(tmp, "store"),
                    REPORT=report, PHASE_A="3000", PHASE_B="4000",
-                   PHASE_C="1000", SEED="1")
+                   PHASE_C="1000", SEED="1", MAX_IN_FLIGHT="16")
         p = subprocess.run([tinylcm, "run", "graphs/demo.yaml"], cwd=root,
                            env=env, capture_output=True, text=True,
                            timeout=1200)
