@@ -1124,13 +1124,6 @@ static bool quiet_look(const tlcm_ctx_t *c, uint64_t *mark)
 	return true;
 }
 
-/* Two looks, equal counters: every counter only grows, so equal sums
- * mean no edge saw a publish or a release between the two looks' reads
- * of it. A node that ran in between would have left such a trace (its
- * input released, its output published) or still be running at the
- * second look: publishes happen while the producer runs, and a consumer
- * releases only what it has processed. So there was a moment with
- * nothing in flight. */
 bool tlcm_inputs_empty(tlcm_ctx_t *c)
 {
 	for (size_t k = 0; k < c->nin; k++)
@@ -1140,6 +1133,13 @@ bool tlcm_inputs_empty(tlcm_ctx_t *c)
 	return true;
 }
 
+/* Two looks, equal counters: every counter only grows, so equal sums
+ * mean no edge saw a publish or a release between the two looks' reads
+ * of it. A node that ran in between would have left such a trace (its
+ * input released, its output published) or still be running at the
+ * second look: publishes happen while the producer runs, and a consumer
+ * releases only what it has processed. So there was a moment with
+ * nothing in flight. */
 bool tlcm_graph_idle(tlcm_ctx_t *c)
 {
 	if (child_mode) /* the other nodes are not visible from here */
