@@ -267,6 +267,15 @@ bool tlcm_inputs_empty(tlcm_ctx_t *ctx);
 int tlcm_bad_input(tlcm_ctx_t *ctx, uint64_t *count, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Check that m is a `name` message (identifier ident) that verify()
+ * accepts, for input `port`: 0, or TLCM_EBADMSG reported through
+ * tlcm_bad_input ("in: expected a Prediction (PRED), got a 'BLOB'
+ * message", "in: invalid Prediction: WHY"). verify is the schema's
+ * generated *_verify_as_root. */
+int tlcm_expect_msg(tlcm_ctx_t *ctx, const tlcm_msg_t *m, uint64_t *bad,
+		    const char *port, const char *name, const char ident[4],
+		    int (*verify)(const void *, size_t, const char **));
+
 /* The message's type as a printable C string (non-printable bytes as
  * '?'), for error messages. */
 void tlcm_msg_type_str(const tlcm_msg_t *m, char out[5]);
@@ -274,6 +283,11 @@ void tlcm_msg_type_str(const tlcm_msg_t *m, char out[5]);
 /* Append s to buf[*at..end) as a quoted, escaped JSON string (for
  * describe()); false, with *at unchanged, when it does not fit. */
 bool tlcm_json_str(char *buf, size_t *at, size_t end, const char *s);
+/* Append one `"key":count` member of a JSON object to buf[*at..end),
+ * preceded by ',' unless first; false, with *at unchanged, when it does
+ * not fit (describe() then marks the list truncated). */
+bool tlcm_json_count(char *buf, size_t *at, size_t end, bool first,
+		     const char *key, size_t count);
 
 /* Log with the node id. */
 void tlcm_node_log(const tlcm_ctx_t *ctx, int level, const char *fmt, ...)

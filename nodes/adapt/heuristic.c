@@ -1212,15 +1212,11 @@ static void apply_ground_truth(tlcm_ctx_t *ctx, adapt_t *a)
 static int on_labels(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 {
 	const void *buf = tlcm_msg_data(m);
-	const char *why;
-	char t[5];
-	if (memcmp(m->type, tlcm_LabeledSample_IDENTIFIER, 4)) {
-		tlcm_msg_type_str(m, t);
-		return tlcm_bad_input(ctx, &a->bad, "labels: expected a LabeledSample (SMPL), "
-			   "got a '%s' message", t);
-	}
-	if (tlcm_LabeledSample_verify_as_root(buf, m->size, &why))
-		return tlcm_bad_input(ctx, &a->bad, "labels: invalid LabeledSample: %s", why);
+	int brc = tlcm_expect_msg(ctx, m, &a->bad, "labels", "LabeledSample",
+				   tlcm_LabeledSample_IDENTIFIER,
+				   tlcm_LabeledSample_verify_as_root);
+	if (brc)
+		return brc;
 	tlcm_LabeledSample_table_t s = tlcm_LabeledSample_as_root(buf);
 	const char *label = tlcm_LabeledSample_label(s);
 	size_t ll = tlcm_LabeledSample_label_len(s);
@@ -1264,15 +1260,11 @@ static int on_labels(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 static int on_batch(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 {
 	const void *buf = tlcm_msg_data(m);
-	const char *why;
-	char t[5];
-	if (memcmp(m->type, tlcm_QuarantineBatch_IDENTIFIER, 4)) {
-		tlcm_msg_type_str(m, t);
-		return tlcm_bad_input(ctx, &a->bad, "batch: expected a QuarantineBatch (QBAT), "
-			   "got a '%s' message", t);
-	}
-	if (tlcm_QuarantineBatch_verify_as_root(buf, m->size, &why))
-		return tlcm_bad_input(ctx, &a->bad, "batch: invalid QuarantineBatch: %s", why);
+	int brc = tlcm_expect_msg(ctx, m, &a->bad, "batch", "QuarantineBatch",
+				   tlcm_QuarantineBatch_IDENTIFIER,
+				   tlcm_QuarantineBatch_verify_as_root);
+	if (brc)
+		return brc;
 	tlcm_QuarantineBatch_table_t qb = tlcm_QuarantineBatch_as_root(buf);
 	size_t n = tlcm_QuarantineBatch_samples_len(qb), dim = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -1347,15 +1339,11 @@ static int on_batch(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 static int on_heldout(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 {
 	const void *buf = tlcm_msg_data(m);
-	const char *why;
-	char t[5];
-	if (memcmp(m->type, tlcm_Prediction_IDENTIFIER, 4)) {
-		tlcm_msg_type_str(m, t);
-		return tlcm_bad_input(ctx, &a->bad, "heldout: expected a Prediction (PRED), got "
-			   "a '%s' message", t);
-	}
-	if (tlcm_Prediction_verify_as_root(buf, m->size, &why))
-		return tlcm_bad_input(ctx, &a->bad, "heldout: invalid Prediction: %s", why);
+	int brc = tlcm_expect_msg(ctx, m, &a->bad, "heldout", "Prediction",
+				   tlcm_Prediction_IDENTIFIER,
+				   tlcm_Prediction_verify_as_root);
+	if (brc)
+		return brc;
 	tlcm_Prediction_table_t p = tlcm_Prediction_as_root(buf);
 	uint64_t frame = tlcm_Prediction_frame_id(p);
 	float conf = tlcm_Prediction_confidence(p);

@@ -72,18 +72,11 @@ int tlcm_drift_read(tlcm_ctx_t *ctx, tlcm_drift_t *d, const tlcm_msg_t *m,
 		    tlcm_drift_sample_t *s)
 {
 	const void *buf = tlcm_msg_data(m);
-	const char *why = NULL;
-	if (memcmp(m->type, tlcm_Prediction_IDENTIFIER, 4) != 0) {
-		char t[5] = {0};
-		memcpy(t, m->type, 4);
-		for (int i = 0; i < 4; i++)
-			if (t[i] < 0x20 || t[i] > 0x7e)
-				t[i] = '?';
-		return tlcm_bad_input(ctx, &d->bad, "input: expected a Prediction (PRED), got a "
-			   "'%s' message", t);
-	}
-	if (tlcm_Prediction_verify_as_root(buf, m->size, &why))
-		return tlcm_bad_input(ctx, &d->bad, "input: invalid Prediction: %s", why);
+	int rc = tlcm_expect_msg(ctx, m, &d->bad, "input", "Prediction",
+				 tlcm_Prediction_IDENTIFIER,
+				 tlcm_Prediction_verify_as_root);
+	if (rc)
+		return rc;
 	tlcm_Prediction_table_t p = tlcm_Prediction_as_root(buf);
 	memset(s, 0, sizeof *s);
 	s->frame_id = tlcm_Prediction_frame_id(p);

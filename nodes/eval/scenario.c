@@ -728,31 +728,11 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 
 /* ---- scoring what comes back -------------------------------------------- */
 
-/* m must be a valid `what` (identifier ident) on input `port`; else it
- * is reported as bad (TLCM_EBADMSG). */
-static int expect(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m,
-		  const char *port, const char *what, const char ident[4],
-		  int (*verify)(const void *, size_t, const char **))
-{
-	const char *why;
-	char t[5];
-	if (memcmp(m->type, ident, 4)) {
-		tlcm_msg_type_str(m, t);
-		return tlcm_bad_input(ctx, &s->bad, "%s: expected %s (%.4s), "
-				      "got a '%s' message", port, what, ident,
-				      t);
-	}
-	if (verify(tlcm_msg_data(m), m->size, &why))
-		return tlcm_bad_input(ctx, &s->bad, "%s: invalid %s: %s", port,
-				      what, why);
-	return 0;
-}
-
 static int on_pred(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
 {
-	int rc = expect(ctx, s, m, "predictions", "a Prediction",
-			tlcm_Prediction_IDENTIFIER,
-			tlcm_Prediction_verify_as_root);
+	int rc = tlcm_expect_msg(ctx, m, &s->bad, "predictions",
+				 "Prediction", tlcm_Prediction_IDENTIFIER,
+				 tlcm_Prediction_verify_as_root);
 	if (rc)
 		return rc;
 	const void *buf = tlcm_msg_data(m);
@@ -794,9 +774,9 @@ static detector_t *detector(scen_t *s, const char *node)
 
 static int on_drift(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
 {
-	int rc = expect(ctx, s, m, "drift", "a DriftEvent",
-			tlcm_DriftEvent_IDENTIFIER,
-			tlcm_DriftEvent_verify_as_root);
+	int rc = tlcm_expect_msg(ctx, m, &s->bad, "drift",
+				 "DriftEvent", tlcm_DriftEvent_IDENTIFIER,
+				 tlcm_DriftEvent_verify_as_root);
 	if (rc)
 		return rc;
 	const void *buf = tlcm_msg_data(m);
@@ -828,9 +808,9 @@ static int on_drift(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
 
 static int on_adapt(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
 {
-	int rc = expect(ctx, s, m, "adapt", "an AdaptEvent",
-			tlcm_AdaptEvent_IDENTIFIER,
-			tlcm_AdaptEvent_verify_as_root);
+	int rc = tlcm_expect_msg(ctx, m, &s->bad, "adapt",
+				 "AdaptEvent", tlcm_AdaptEvent_IDENTIFIER,
+				 tlcm_AdaptEvent_verify_as_root);
 	if (rc)
 		return rc;
 	const void *buf = tlcm_msg_data(m);
@@ -861,9 +841,9 @@ static int on_adapt(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
 
 static int on_batch(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
 {
-	int rc = expect(ctx, s, m, "quarantine", "a QuarantineBatch",
-			tlcm_QuarantineBatch_IDENTIFIER,
-			tlcm_QuarantineBatch_verify_as_root);
+	int rc = tlcm_expect_msg(ctx, m, &s->bad, "quarantine",
+				 "QuarantineBatch", tlcm_QuarantineBatch_IDENTIFIER,
+				 tlcm_QuarantineBatch_verify_as_root);
 	if (rc)
 		return rc;
 	const void *buf = tlcm_msg_data(m);

@@ -635,22 +635,14 @@ static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 	bool cut = false;
 	size_t listed = 0;
 	for (uint32_t i = 0; i < tlcm_knn_nlabels(ix); i++) {
-		size_t c = tlcm_knn_label_count(ix, i), save = at;
+		size_t c = tlcm_knn_label_count(ix, i);
 		if (!c)
 			continue;
-		char num[32];
-		int nw = snprintf(num, sizeof num, ":%zu", c);
-		if (listed && at < end)
-			buf[at++] = ',';
-		if (at >= end || !tlcm_json_str(buf, &at, end,
-					       tlcm_knn_label_name(ix, i)) ||
-		    at + (size_t)nw > end) {
-			at = save;
+		if (!tlcm_json_count(buf, &at, end, !listed,
+				     tlcm_knn_label_name(ix, i), c)) {
 			cut = true;
 			break;
 		}
-		memcpy(buf + at, num, (size_t)nw);
-		at += (size_t)nw;
 		listed++;
 	}
 	snprintf(buf + at, len - at, "}%s}",

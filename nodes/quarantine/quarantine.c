@@ -595,15 +595,11 @@ static uint8_t *make_thumb(const uint8_t *px, size_t w, size_t h, int ch,
 static int on_frame(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 {
 	const void *buf = tlcm_msg_data(m);
-	const char *why;
-	char t[5];
-	if (memcmp(m->type, tlcm_Frame_IDENTIFIER, 4)) {
-		tlcm_msg_type_str(m, t);
-		return tlcm_bad_input(ctx, &q->bad, "frames: expected a Frame (FRAM), got a "
-			   "'%s' message", t);
-	}
-	if (tlcm_Frame_verify_as_root(buf, m->size, &why))
-		return tlcm_bad_input(ctx, &q->bad, "frames: invalid Frame: %s", why);
+	int brc = tlcm_expect_msg(ctx, m, &q->bad, "frames", "Frame",
+				   tlcm_Frame_IDENTIFIER,
+				   tlcm_Frame_verify_as_root);
+	if (brc)
+		return brc;
 	if (!q->thumb_size)
 		return 0;
 	tlcm_Frame_table_t f = tlcm_Frame_as_root(buf);
@@ -730,15 +726,11 @@ static int on_prediction(tlcm_ctx_t *ctx, quarantine_t *q,
 			 const tlcm_msg_t *m)
 {
 	const void *buf = tlcm_msg_data(m);
-	const char *why;
-	char t[5];
-	if (memcmp(m->type, tlcm_Prediction_IDENTIFIER, 4)) {
-		tlcm_msg_type_str(m, t);
-		return tlcm_bad_input(ctx, &q->bad, "in: expected a Prediction (PRED), got a "
-			   "'%s' message", t);
-	}
-	if (tlcm_Prediction_verify_as_root(buf, m->size, &why))
-		return tlcm_bad_input(ctx, &q->bad, "in: invalid Prediction: %s", why);
+	int brc = tlcm_expect_msg(ctx, m, &q->bad, "in", "Prediction",
+				   tlcm_Prediction_IDENTIFIER,
+				   tlcm_Prediction_verify_as_root);
+	if (brc)
+		return brc;
 	tlcm_Prediction_table_t p = tlcm_Prediction_as_root(buf);
 	float conf = tlcm_Prediction_confidence(p);
 	float md = tlcm_Prediction_mean_distance(p);
@@ -773,15 +765,11 @@ static int on_prediction(tlcm_ctx_t *ctx, quarantine_t *q,
 static int on_drift(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 {
 	const void *buf = tlcm_msg_data(m);
-	const char *why;
-	char t[5];
-	if (memcmp(m->type, tlcm_DriftEvent_IDENTIFIER, 4)) {
-		tlcm_msg_type_str(m, t);
-		return tlcm_bad_input(ctx, &q->bad, "drift: expected a DriftEvent (DRFT), got a "
-			   "'%s' message", t);
-	}
-	if (tlcm_DriftEvent_verify_as_root(buf, m->size, &why))
-		return tlcm_bad_input(ctx, &q->bad, "drift: invalid DriftEvent: %s", why);
+	int brc = tlcm_expect_msg(ctx, m, &q->bad, "drift", "DriftEvent",
+				   tlcm_DriftEvent_IDENTIFIER,
+				   tlcm_DriftEvent_verify_as_root);
+	if (brc)
+		return brc;
 	tlcm_DriftEvent_table_t e = tlcm_DriftEvent_as_root(buf);
 	const char *node = tlcm_DriftEvent_node(e);
 	if (!node || !node[0])
@@ -816,16 +804,11 @@ static int on_drift(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 static int on_notice(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 {
 	const void *buf = tlcm_msg_data(m);
-	const char *why;
-	char t[5];
-	if (memcmp(m->type, tlcm_QuarantineNotice_IDENTIFIER, 4)) {
-		tlcm_msg_type_str(m, t);
-		return tlcm_bad_input(ctx, &q->bad, "notices: expected a QuarantineNotice "
-			   "(QNOT), got a '%s' message", t);
-	}
-	if (tlcm_QuarantineNotice_verify_as_root(buf, m->size, &why))
-		return tlcm_bad_input(ctx, &q->bad, "notices: invalid QuarantineNotice: %s",
-			   why);
+	int brc = tlcm_expect_msg(ctx, m, &q->bad, "notices", "QuarantineNotice",
+				   tlcm_QuarantineNotice_IDENTIFIER,
+				   tlcm_QuarantineNotice_verify_as_root);
+	if (brc)
+		return brc;
 	tlcm_QuarantineNotice_table_t n = tlcm_QuarantineNotice_as_root(buf);
 	int kind = tlcm_QuarantineNotice_kind(n);
 	if (!tlcm_NoticeKind_is_known((tlcm_NoticeKind_enum_t)kind))
@@ -914,19 +897,10 @@ static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 			continue;
 		for (j = i; j < q->n; j++)
 			c += !strcmp(q->s[j].label ? q->s[j].label : "", l);
-		char num[32];
-		int nw = snprintf(num, sizeof num, ":%zu", c);
-		size_t save = at;
-		if (listed && at < end)
-			buf[at++] = ',';
-		if (at >= end || !tlcm_json_str(buf, &at, end, l) ||
-		    at + (size_t)nw > end) {
-			at = save;
+		if (!tlcm_json_count(buf, &at, end, !listed, l, c)) {
 			cut = true;
 			break;
 		}
-		memcpy(buf + at, num, (size_t)nw);
-		at += (size_t)nw;
 		listed++;
 	}
 	snprintf(buf + at, len - at, "}%s}",
