@@ -196,6 +196,31 @@ void tlcm_set_tick(tlcm_ctx_t *ctx, uint64_t period_ns);
  * callback: TLCM_ENOTSUP otherwise). */
 int tlcm_snapshot_now(tlcm_ctx_t *ctx, const char *reason);
 
+/* Records: durable key/value pairs of this node in the graph store, next
+ * to its snapshots, for state that changes a little at a time (a queue:
+ * one record per entry) where a whole snapshot per change would cost
+ * O(state). tlcm_records_write() applies ops in one atomic batch (val
+ * NULL: delete key), synced per the graph's `sync` setting;
+ * tlcm_records_scan() calls fn for every record whose key starts with
+ * prefix, in key order, the value 8-byte aligned (fn's non-zero return
+ * stops the scan and is returned).
+ * Keys up to 200 bytes. TLCM_ENOTSUP without a graph store or in an
+ * isolated node's process: keep using snapshots there. Records are not
+ * versioned, not part of group snapshots or rollbacks, and survive
+ * restarts until deleted (settings.fresh_store clears them). */
+typedef struct tlcm_record_op {
+	const void *key;
+	size_t klen;
+	const void *val; /* NULL: delete */
+	size_t vlen;
+} tlcm_record_op_t;
+int tlcm_records_write(tlcm_ctx_t *ctx, const tlcm_record_op_t *ops,
+		       size_t n);
+int tlcm_records_scan(tlcm_ctx_t *ctx, const char *prefix,
+		      int (*fn)(void *arg, const void *key, size_t klen,
+				const void *val, size_t vlen),
+		      void *arg);
+
 /* Group snapshots across two nodes, for a node that changes another one's
  * state through messages and must be able to undo it (nodes/adapt: the
  * adapter and the knn it teaches).

@@ -629,6 +629,93 @@ int tlcm_snapshot_now(tlcm_ctx_t *c, const char *reason)
 	return take_snapshot(c, reason ? reason : "node");
 }
 
+/* Records live in the node's family under "rec/" + key: apart from the
+ * "snap/..." versions, which the store lists and prunes by that prefix. */
+#define REC_PREFIX "rec/"
+#define REC_MAX_KEY 200
+
+static bool records_ok(const tlcm_ctx_t *c)
+{
+	return !child_mode && !c->isolated && c->s->store;
+}
+
+int tlcm_records_write(tlcm_ctx_t *c, const tlcm_record_op_t *ops, size_t n)
+{
+	if (!records_ok(c))
+		return TLCM_ENOTSUP;
+	char fname[128], key[sizeof REC_PREFIX + REC_MAX_KEY];
+	snprintf(fname, sizeof fname, "node/%s", c->g->id);
+	tlcm_batch_t *b = tlcm_batch_new();
+	if (!b)
+		return TLCM_ENOMEM;
+	int rc = 0;
+	for (size_t i = 0; !rc && i < n; i++) {
+		if (!ops[i].klen || ops[i].klen > REC_MAX_KEY) {
+			rc = TLCM_EINVAL;
+			break;
+		}
+		memcpy(key, REC_PREFIX, 4);
+		memcpy(key + 4, ops[i].key, ops[i].klen);
+		size_t kl = 4 + ops[i].klen;
+		rc = ops[i].val ? tlcm_batch_put(c->s->store, b, fname, key, kl,
+						 ops[i].val, ops[i].vlen)
+				: tlcm_batch_delete(c->s->store, b, fname, key,
+						    kl);
+	}
+	if (!rc && n)
+		rc = tlcm_store_write(c->s->store, b);
+	tlcm_batch_free(b);
+	return rc;
+}
+
+struct rec_scan {
+	int (*fn)(void *, const void *, size_t, const void *, size_t);
+	void *arg;
+	void *copy; /* aligned copies of values */
+	size_t cap;
+};
+
+/* Hand fn the key without "rec/" and the value 8-byte aligned (RocksDB's
+ * are not, FlatBuffers verifiers insist). */
+static int rec_strip(void *arg, const void *key, size_t klen,
+		     const void *val, size_t vlen)
+{
+	struct rec_scan *r = arg;
+	if ((uintptr_t)val % 8) {
+		if (vlen > r->cap) {
+			free(r->copy);
+			r->cap = vlen;
+			if (!(r->copy = malloc(vlen))) {
+				r->cap = 0;
+				return TLCM_ENOMEM;
+			}
+		}
+		val = memcpy(r->copy, val, vlen);
+	}
+	return r->fn(r->arg, (const char *)key + 4, klen - 4, val, vlen);
+}
+
+int tlcm_records_scan(tlcm_ctx_t *c, const char *prefix,
+		      int (*fn)(void *arg, const void *key, size_t klen,
+				const void *val, size_t vlen),
+		      void *arg)
+{
+	if (!records_ok(c))
+		return TLCM_ENOTSUP;
+	size_t pl = strlen(prefix);
+	if (pl > REC_MAX_KEY)
+		return TLCM_EINVAL;
+	char fname[128], key[sizeof REC_PREFIX + REC_MAX_KEY];
+	snprintf(fname, sizeof fname, "node/%s", c->g->id);
+	memcpy(key, REC_PREFIX, 4);
+	memcpy(key + 4, prefix, pl);
+	struct rec_scan r = {fn, arg, NULL, 0};
+	int rc = tlcm_store_scan(c->s->store, fname, key, 4 + pl, rec_strip,
+				 &r);
+	free(r.copy);
+	return rc;
+}
+
 int tlcm_bad_input(tlcm_ctx_t *c, uint64_t *count, const char *fmt, ...)
 {
 	uint64_t n = (*count)++;

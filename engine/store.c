@@ -529,6 +529,30 @@ int tlcm_store_write(tlcm_store_t *s, tlcm_batch_t *b)
 	return 0;
 }
 
+int tlcm_store_scan(tlcm_store_t *s, const char *f, const void *prefix,
+		    size_t plen, tlcm_scan_fn fn, void *arg)
+{
+	rocksdb_column_family_handle_t *h = fam(s, f, false);
+	if (!h)
+		return 0;
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, h);
+	int rc = 0;
+	for (rocksdb_iter_seek(it, prefix, plen); !rc && rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t kl, vl;
+		const char *k = rocksdb_iter_key(it, &kl);
+		if (kl < plen || memcmp(k, prefix, plen))
+			break;
+		const char *v = rocksdb_iter_value(it, &vl);
+		rc = fn(arg, k, kl, v, vl);
+	}
+	char *err = NULL;
+	if (!rc)
+		rocksdb_iter_get_error(it, &err);
+	rocksdb_iter_destroy(it);
+	return err ? werr(s, err, "scan") : rc;
+}
+
 int tlcm_store_sync(tlcm_store_t *s)
 {
 	char *err = NULL;

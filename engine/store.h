@@ -76,6 +76,14 @@ int tlcm_batch_delete(tlcm_store_t *s, tlcm_batch_t *b, const char *family,
 /* Apply all of b atomically, synced per the store's policy. */
 int tlcm_store_write(tlcm_store_t *s, tlcm_batch_t *b);
 
+/* Call fn for every key of family that starts with prefix, in key order,
+ * until fn returns non-zero (that value is returned). A family that does
+ * not exist has no keys. */
+typedef int (*tlcm_scan_fn)(void *arg, const void *key, size_t klen,
+			    const void *val, size_t vlen);
+int tlcm_store_scan(tlcm_store_t *s, const char *family, const void *prefix,
+		    size_t plen, tlcm_scan_fn fn, void *arg);
+
 /* ---- snapshots ---- */
 
 typedef struct tlcm_snap_info {

@@ -14,9 +14,17 @@
  * Every batch_every admissions (and when the last drift ends, or every
  * batch_interval) the samples not yet taken go out as one QuarantineBatch
  * (QBAT) on `batch`; notices (QNOT) from the adapter mark samples taken,
- * resolved (they leave) or released (they wait again). The state is the
- * node's snapshot (schemas/quarantine_state.fbs), written after every
- * persist_every changes and at shutdown, restored at start.
+ * resolved (they leave) or released (they wait again).
+ *
+ * Persistence. With a graph store every change is written as it happens,
+ * as records (engine/node.h, tlcm_records_write): a sample once when it
+ * is admitted and deleted when it leaves, a marker while it is taken, and
+ * the counters — O(one sample) per change, so a reboot, even kill -9,
+ * keeps every admitted sample. Without a store, or in an isolated node's
+ * process, the whole state (schemas/quarantine_state.fbs) is the node's
+ * snapshot, written after every persist_every changes. The snapshot is
+ * also written at shutdown (inspection, rollback); at start the records,
+ * when there are any, are newer than any snapshot and win.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -44,6 +52,7 @@ enum { IN_PRED, IN_DRIFT, IN_FRAMES, IN_NOTICES };
 enum { OUT_BATCH, OUT_PASSED };
 
 typedef struct {
+	uint64_t seq; /* admission number: its record's key */
 	uint64_t frame, time_ns, admitted_ns;
 	char *label, *truth;
 	float conf, mdist;
@@ -59,6 +68,15 @@ typedef struct {
 	uint8_t *px;
 	uint16_t w, h;
 } thumb_t;
+
+/* A record write waiting for the end of the callback (records.c style
+ * journal: applied in one batch with the counters). */
+typedef struct {
+	char key[20];
+	size_t klen;
+	void *val; /* owned; NULL: delete */
+	size_t vlen;
+} qop_t;
 
 typedef struct {
 	/* parameters */
@@ -79,6 +97,12 @@ typedef struct {
 	uint64_t seen, admitted, evicted, expired, resolved, released, taken,
 		skipped, bad, batches, since_batch, changes;
 	uint64_t next_interval;
+	/* records (with a store): pending writes; resync rewrites them all
+	 * (after a failed write, or a restored snapshot) */
+	bool records, from_records, resync;
+	qop_t *ops;
+	size_t nops, ops_cap;
+	uint64_t write_failures;
 } quarantine_t;
 
 static const tlcm_port_desc_t inputs[] = {
@@ -124,8 +148,9 @@ static const tlcm_param_desc_t params[] = {
 	 "the last drift ends", 0, 0, NULL, TLCM_PARAM_RUNTIME},
 	{"batch_interval", TLCM_P_DURATION, "0", "also send a batch this "
 	 "often (0: never)", 0, 0, NULL, 0},
-	{"persist_every", TLCM_P_INT, "10", "snapshot after this many "
-	 "changes (0: only at shutdown)", 0, 1000000, NULL, 0},
+	{"persist_every", TLCM_P_INT, "10", "without a graph store (or when "
+	 "isolated): snapshot after this many changes (0: only at shutdown); "
+	 "with one, every change is written at once", 0, 1000000, NULL, 0},
 	{"thumb_size", TLCM_P_INT, "16", "thumbnails fit in this many pixels "
 	 "square (0: none)", 0, 256, NULL, 0},
 	{"frame_cache", TLCM_P_INT, "64", "recent frames remembered for "
@@ -164,9 +189,12 @@ static void sample_free(qsample_t *s)
 	memset(s, 0, sizeof *s);
 }
 
+static void rec_forget(quarantine_t *q, const qsample_t *s);
+
 /* Remove sample i (order kept). */
 static void remove_at(quarantine_t *q, size_t i)
 {
+	rec_forget(q, &q->s[i]);
 	sample_free(&q->s[i]);
 	memmove(q->s + i, q->s + i + 1, (q->n - i - 1) * sizeof *q->s);
 	q->n--;
@@ -219,7 +247,14 @@ static void free_all(quarantine_t *q)
 		free(q->cache[i].px);
 	free(q->cache);
 	q->cache = NULL;
+	for (size_t i = 0; i < q->nops; i++)
+		free(q->ops[i].val);
+	free(q->ops);
+	q->ops = NULL;
+	q->nops = q->ops_cap = 0;
 }
+
+static int load_records(tlcm_ctx_t *ctx, quarantine_t *q);
 
 static int init(tlcm_ctx_t *ctx, void *st)
 {
@@ -274,7 +309,7 @@ static int init(tlcm_ctx_t *ctx, void *st)
 		tlcm_set_tick(ctx, tick);
 	q->next_interval = q->interval_ns ? tlcm_now_ns() + q->interval_ns
 					  : UINT64_MAX;
-	return 0;
+	return load_records(ctx, q);
 }
 
 static void fini(tlcm_ctx_t *ctx, void *st)
@@ -324,25 +359,27 @@ static tlcm_fbb_ref_t build_sample(tlcm_fbb_t *b, const qsample_t *s,
 	return tlcm_QuarantinedSample_end(b);
 }
 
-static int snapshot(tlcm_ctx_t *ctx, void *st, tlcm_fbb_t *b)
+/* The state as a QuarantineState: with every sample (the snapshot) or
+ * none (the counters record). */
+static int build_state(tlcm_fbb_t *b, const quarantine_t *q, bool samples_too)
 {
-	quarantine_t *q = st;
-	(void)ctx;
-	size_t nr = q->n > q->ndrifting ? q->n : q->ndrifting;
-	tlcm_fbb_ref_t *refs = malloc((nr ? nr : 1) * sizeof *refs);
+	size_t ns = samples_too ? q->n : 0;
+	size_t nr = ns > q->ndrifting ? ns : q->ndrifting;
+	tlcm_fbb_ref_t *refs = calloc(nr ? nr : 1, sizeof *refs);
 	if (!refs)
 		return TLCM_ENOMEM;
-	for (size_t i = 0; i < q->n; i++)
+	for (size_t i = 0; i < ns; i++)
 		refs[i] = build_sample(b, &q->s[i], q->dim, true);
-	tlcm_fbb_ref_t samples = tlcm_QuarantineState_samples_create(b, refs,
-								     q->n);
+	tlcm_fbb_ref_t samples = ns ? tlcm_QuarantineState_samples_create(
+					      b, refs, ns) : 0;
 	for (size_t i = 0; i < q->ndrifting; i++)
 		refs[i] = tlcm_fbb_cstring(b, q->drifting[i]);
 	tlcm_fbb_ref_t drifting = tlcm_QuarantineState_drifting_create(
 		b, refs, q->ndrifting);
 	free(refs);
 	tlcm_QuarantineState_start(b);
-	tlcm_QuarantineState_add_samples(b, samples);
+	if (samples)
+		tlcm_QuarantineState_add_samples(b, samples);
 	tlcm_QuarantineState_add_seen(b, q->seen);
 	tlcm_QuarantineState_add_admitted(b, q->admitted);
 	tlcm_QuarantineState_add_evicted(b, q->evicted);
@@ -359,8 +396,210 @@ static int snapshot(tlcm_ctx_t *ctx, void *st, tlcm_fbb_t *b)
 					   NULL) ? 0 : tlcm_fbb_error(b);
 }
 
+static int snapshot(tlcm_ctx_t *ctx, void *st, tlcm_fbb_t *b)
+{
+	(void)ctx;
+	return build_state(b, st, true);
+}
+
+/* ---- records ----------------------------------------------------------
+ * "s/<seq>"  one sample: a QuarantineState holding just it, written once
+ *            at admission (seq: q->admitted then, 16 hex digits, so key
+ *            order is admission order);
+ * "t/<seq>"  present while that sample is taken (empty);
+ * "m"        the counters and drifting detectors (a QuarantineState
+ *            without samples).
+ * Each callback's changes go out in one atomic batch, the counters with
+ * them. A failed write (full disk) is logged and retried as a full
+ * rewrite at the next change or tick; the process keeps going. */
+
+static void rec_key(char key[20], char kind, uint64_t seq)
+{
+	snprintf(key, 20, "%c/%016" PRIx64, kind, seq);
+}
+
+/* A new pending op with key "<kind>/<seq>" ("m" for kind 'm'), val copied
+ * (NULL: a delete). Out of memory: nothing queued, and the next flush
+ * rewrites everything instead. */
+static void rec_queue(quarantine_t *q, char kind, uint64_t seq,
+		      const void *val, size_t vlen)
+{
+	if (!q->records || q->resync)
+		return;
+	if (q->nops == q->ops_cap) {
+		size_t nc = q->ops_cap ? 2 * q->ops_cap : 16;
+		qop_t *no = realloc(q->ops, nc * sizeof *no);
+		if (!no) {
+			q->resync = true;
+			return;
+		}
+		q->ops = no;
+		q->ops_cap = nc;
+	}
+	qop_t *o = &q->ops[q->nops];
+	*o = (qop_t){.vlen = vlen};
+	if (kind == 'm')
+		o->klen = (size_t)snprintf(o->key, sizeof o->key, "m");
+	else
+		o->klen = (rec_key(o->key, kind, seq), 18);
+	if (val) {
+		if (!(o->val = malloc(vlen ? vlen : 1))) {
+			q->resync = true;
+			return;
+		}
+		memcpy(o->val, val, vlen);
+	}
+	q->nops++;
+}
+
+static void rec_forget(quarantine_t *q, const qsample_t *s)
+{
+	rec_queue(q, 's', s->seq, NULL, 0);
+	if (s->taken)
+		rec_queue(q, 't', s->seq, NULL, 0);
+}
+
+static void rec_taken(quarantine_t *q, const qsample_t *s)
+{
+	rec_queue(q, 't', s->seq, s->taken ? "" : NULL, 0);
+}
+
+/* Queue sample s's record (built here, in a buffer of its own). */
+static void rec_sample(quarantine_t *q, const qsample_t *s)
+{
+	if (!q->records || q->resync)
+		return;
+	tlcm_fbb_t b;
+	if (tlcm_fbb_init(&b, 256 + 4 * q->dim + (size_t)s->tw * s->th)) {
+		q->resync = true;
+		return;
+	}
+	tlcm_fbb_ref_t r = build_sample(&b, s, q->dim, false);
+	tlcm_fbb_ref_t v = tlcm_QuarantineState_samples_create(&b, &r, 1);
+	tlcm_QuarantineState_start(&b);
+	tlcm_QuarantineState_add_samples(&b, v);
+	size_t len = 0;
+	const void *data = tlcm_QuarantineState_finish(
+		&b, tlcm_QuarantineState_end(&b), &len);
+	if (!data)
+		q->resync = true;
+	else
+		rec_queue(q, 's', s->seq, data, len);
+	tlcm_fbb_fini(&b);
+}
+
+struct rec_keys {
+	char (*k)[20];
+	size_t n, cap;
+	bool oom;
+};
+
+static int collect_key(void *arg, const void *key, size_t klen,
+		       const void *val, size_t vlen)
+{
+	struct rec_keys *r = arg;
+	(void)val;
+	(void)vlen;
+	if (klen >= 20)
+		return 0;
+	if (r->n == r->cap) {
+		size_t nc = r->cap ? 2 * r->cap : 64;
+		char(*nk)[20] = realloc(r->k, nc * sizeof *nk);
+		if (!nk) {
+			r->oom = true;
+			return 1;
+		}
+		r->k = nk;
+		r->cap = nc;
+	}
+	memcpy(r->k[r->n], key, klen);
+	r->k[r->n++][klen] = 0;
+	return 0;
+}
+
+/* Replace the pending ops by a rewrite of everything: delete every
+ * record there is, put every sample and marker. */
+static int rec_rewrite(tlcm_ctx_t *ctx, quarantine_t *q)
+{
+	for (size_t i = 0; i < q->nops; i++)
+		free(q->ops[i].val);
+	q->nops = 0;
+	struct rec_keys old = {0};
+	int rc = tlcm_records_scan(ctx, "s/", collect_key, &old);
+	if (!rc)
+		rc = tlcm_records_scan(ctx, "t/", collect_key, &old);
+	if (old.oom)
+		rc = TLCM_ENOMEM;
+	q->resync = false;
+	for (size_t i = 0; !rc && i < old.n; i++) {
+		/* keys as found: "s/<16 hex>" or "t/<16 hex>" */
+		uint64_t seq = strtoull(old.k[i] + 2, NULL, 16);
+		rec_queue(q, old.k[i][0], seq, NULL, 0);
+	}
+	free(old.k);
+	for (size_t i = 0; !rc && i < q->n; i++) {
+		rec_sample(q, &q->s[i]);
+		if (q->s[i].taken)
+			rec_taken(q, &q->s[i]);
+	}
+	if (!rc && q->resync)
+		rc = TLCM_ENOMEM;
+	if (rc)
+		q->resync = true;
+	return rc;
+}
+
+/* Write the pending changes with the counters, in one batch. */
+static int rec_flush(tlcm_ctx_t *ctx, quarantine_t *q)
+{
+	if (!q->changes && !q->nops && !q->resync)
+		return 0;
+	int rc = q->resync ? rec_rewrite(ctx, q) : 0;
+	tlcm_fbb_t b;
+	if (!rc && !(rc = tlcm_fbb_init(&b, 512))) {
+		if (!(rc = build_state(&b, q, false))) {
+			size_t len = b.used;
+			rec_queue(q, 'm', 0, b.buf + b.cap - b.used, len);
+		}
+		tlcm_fbb_fini(&b);
+	}
+	if (!rc && q->resync)
+		rc = TLCM_ENOMEM;
+	tlcm_record_op_t *ops = NULL;
+	if (!rc && !(ops = malloc((q->nops ? q->nops : 1) * sizeof *ops)))
+		rc = TLCM_ENOMEM;
+	if (!rc) {
+		for (size_t i = 0; i < q->nops; i++)
+			ops[i] = (tlcm_record_op_t){q->ops[i].key,
+						    q->ops[i].klen,
+						    q->ops[i].val,
+						    q->ops[i].vlen};
+		rc = tlcm_records_write(ctx, ops, q->nops);
+	}
+	free(ops);
+	for (size_t i = 0; i < q->nops; i++)
+		free(q->ops[i].val);
+	q->nops = 0;
+	if (rc) {
+		/* what is on disk is now unknown: rewrite it all next time */
+		q->resync = true;
+		if (q->write_failures++ % 100 == 0)
+			tlcm_node_log(ctx, TLCM_LOG_WARN, "cannot write the "
+				      "quarantine's records (%" PRIu64
+				      " failures so far; retrying): %s",
+				      q->write_failures, tlcm_strerror(rc));
+		return rc;
+	}
+	q->changes = 0;
+	return 0;
+}
+
 static void persist(tlcm_ctx_t *ctx, quarantine_t *q, bool force)
 {
+	if (q->records) {
+		rec_flush(ctx, q);
+		return;
+	}
 	if (!q->changes || (!force && (!q->persist_every ||
 				       q->changes < q->persist_every)))
 		return;
@@ -423,49 +662,44 @@ static int load_sample(tlcm_QuarantinedSample_table_t t, size_t dim,
 	return 0;
 }
 
-static int restore(tlcm_ctx_t *ctx, void *st, const void *data, size_t len)
+/* Check the samples of state t: the same number of features (> 0), a
+ * thumbnail matching its size. Returns NULL, or what is wrong (in why). */
+static const char *check_samples(tlcm_QuarantineState_table_t t, size_t *dim,
+				 char *why, size_t wlen)
 {
-	quarantine_t *q = st;
-	const char *why;
-	if (tlcm_QuarantineState_verify_as_root(data, len, &why))
-		return refuse(ctx, "%s", why);
-	tlcm_QuarantineState_table_t t = tlcm_QuarantineState_as_root(data);
-	size_t n = tlcm_QuarantineState_samples_len(t), dim = 0;
+	size_t n = tlcm_QuarantineState_samples_len(t);
 	for (size_t i = 0; i < n; i++) {
 		tlcm_QuarantinedSample_table_t s =
 			tlcm_QuarantineState_samples_at(t, i);
 		size_t d = tlcm_QuarantinedSample_features_len(s);
 		size_t tl = tlcm_QuarantinedSample_thumbnail_len(s);
-		if (!i)
-			dim = d;
-		if (!d || d != dim || d > MAX_DIM)
-			return refuse(ctx, "sample %zu has %zu features, "
-				      "expected %zu", i, d, dim);
-		if (tl && tl != (size_t)tlcm_QuarantinedSample_thumb_width(s) *
-				      tlcm_QuarantinedSample_thumb_height(s))
-			return refuse(ctx, "sample %zu: thumbnail of %zu bytes "
-				      "is not %ux%u", i, tl,
-				      tlcm_QuarantinedSample_thumb_width(s),
-				      tlcm_QuarantinedSample_thumb_height(s));
-	}
-	if (tlcm_QuarantineState_drifting_len(t) > MAX_DRIFTING)
-		return refuse(ctx, "%zu drifting detectors, at most %d",
-			      tlcm_QuarantineState_drifting_len(t),
-			      MAX_DRIFTING);
-	qsample_t *s = calloc(n ? n : 1, sizeof *s);
-	if (!s)
-		return TLCM_ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		if (load_sample(tlcm_QuarantineState_samples_at(t, i), dim,
-				&s[i])) {
-			while (i-- > 0)
-				sample_free(&s[i]);
-			free(s);
-			return TLCM_ENOMEM;
+		if (!*dim)
+			*dim = d;
+		if (!d || d != *dim || d > MAX_DIM) {
+			snprintf(why, wlen, "sample %zu has %zu features, "
+				 "expected %zu", i, d, *dim);
+			return why;
 		}
-	for (size_t i = 0; i < q->n; i++)
-		sample_free(&q->s[i]);
-	free(q->s);
+		if (tl && tl != (size_t)tlcm_QuarantinedSample_thumb_width(s) *
+				      tlcm_QuarantinedSample_thumb_height(s)) {
+			snprintf(why, wlen, "sample %zu: thumbnail of %zu bytes "
+				 "is not %ux%u", i, tl,
+				 tlcm_QuarantinedSample_thumb_width(s),
+				 tlcm_QuarantinedSample_thumb_height(s));
+			return why;
+		}
+	}
+	if (tlcm_QuarantineState_drifting_len(t) > MAX_DRIFTING) {
+		snprintf(why, wlen, "%zu drifting detectors, at most %d",
+			 tlcm_QuarantineState_drifting_len(t), MAX_DRIFTING);
+		return why;
+	}
+	return NULL;
+}
+
+/* Counters and drifting detectors from state t. */
+static void set_counters(quarantine_t *q, tlcm_QuarantineState_table_t t)
+{
 	for (size_t i = 0; i < q->ndrifting; i++)
 		free(q->drifting[i]);
 	q->ndrifting = 0;
@@ -475,9 +709,6 @@ static int restore(tlcm_ctx_t *ctx, void *st, const void *data, size_t len)
 		if (c)
 			q->drifting[q->ndrifting++] = c;
 	}
-	q->s = s;
-	q->n = q->cap = n;
-	q->dim = dim;
 	q->seen = tlcm_QuarantineState_seen(t);
 	q->admitted = tlcm_QuarantineState_admitted(t);
 	q->evicted = tlcm_QuarantineState_evicted(t);
@@ -489,13 +720,198 @@ static int restore(tlcm_ctx_t *ctx, void *st, const void *data, size_t len)
 	q->bad = tlcm_QuarantineState_bad(t);
 	q->batches = tlcm_QuarantineState_batches(t);
 	q->since_batch = tlcm_QuarantineState_since_batch(t);
+}
+
+static void trim_to_max(quarantine_t *q)
+{
 	while (q->n > q->max_size) { /* max_size lowered */
 		remove_at(q, 0);
 		q->evicted++;
 	}
+}
+
+static int restore(tlcm_ctx_t *ctx, void *st, const void *data, size_t len)
+{
+	quarantine_t *q = st;
+	const char *why;
+	char buf[160];
+	if (tlcm_QuarantineState_verify_as_root(data, len, &why))
+		return refuse(ctx, "%s", why);
+	tlcm_QuarantineState_table_t t = tlcm_QuarantineState_as_root(data);
+	size_t n = tlcm_QuarantineState_samples_len(t), dim = 0;
+	if ((why = check_samples(t, &dim, buf, sizeof buf)))
+		return refuse(ctx, "%s", why);
+	if (q->from_records) {
+		/* written as it changed, the records are newer than any
+		 * snapshot: keep them */
+		q->from_records = false;
+		return 0;
+	}
+	qsample_t *s = calloc(n ? n : 1, sizeof *s);
+	if (!s)
+		return TLCM_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (load_sample(tlcm_QuarantineState_samples_at(t, i), dim,
+				&s[i])) {
+			while (i-- > 0)
+				sample_free(&s[i]);
+			free(s);
+			return TLCM_ENOMEM;
+		}
+		s[i].seq = i;
+	}
+	for (size_t i = 0; i < q->n; i++)
+		sample_free(&q->s[i]);
+	free(q->s);
+	q->s = s;
+	q->n = q->cap = n;
+	q->dim = dim;
+	set_counters(q, t);
+	if (q->admitted < n)
+		q->admitted = n; /* the next sample's seq */
+	q->resync = q->records; /* the records become this state */
+	trim_to_max(q);
 	q->changes = 0;
+	if (q->records)
+		rec_flush(ctx, q);
 	tlcm_node_log(ctx, TLCM_LOG_INFO, "restored %zu quarantined samples",
 		      q->n);
+	return 0;
+}
+
+/* ---- loading the records (init) --------------------------------------- */
+
+struct rec_load {
+	tlcm_ctx_t *ctx;
+	quarantine_t *q;
+	bool meta;
+	uint64_t max_seq;
+	int rc;
+};
+
+static int load_meta(void *arg, const void *key, size_t klen, const void *val,
+		     size_t vlen)
+{
+	struct rec_load *l = arg;
+	(void)key;
+	const char *why;
+	char buf[160];
+	if (klen != 1)
+		return 0;
+	if (tlcm_QuarantineState_verify_as_root(val, vlen, &why) ||
+	    (why = check_samples(tlcm_QuarantineState_as_root(val),
+				 &(size_t){0}, buf, sizeof buf))) {
+		tlcm_node_log(l->ctx, TLCM_LOG_WARN, "record m (counters): "
+			      "%s; counting from zero", why);
+		l->q->resync = true;
+		return 0;
+	}
+	set_counters(l->q, tlcm_QuarantineState_as_root(val));
+	l->meta = true;
+	return 0;
+}
+
+/* A sample record "s/<seq>"; a bad one is reported and dropped. */
+static int load_rec_sample(void *arg, const void *key, size_t klen,
+			   const void *val, size_t vlen)
+{
+	struct rec_load *l = arg;
+	quarantine_t *q = l->q;
+	const char *why = NULL;
+	char buf[160];
+	size_t dim = q->dim;
+	if (klen != 18)
+		why = "unexpected key";
+	else if (tlcm_QuarantineState_verify_as_root(val, vlen, &why))
+		; /* why says it */
+	else if (tlcm_QuarantineState_samples_len(
+			 tlcm_QuarantineState_as_root(val)) != 1)
+		why = "not exactly one sample";
+	else
+		why = check_samples(tlcm_QuarantineState_as_root(val), &dim,
+				    buf, sizeof buf);
+	if (why) {
+		tlcm_node_log(l->ctx, TLCM_LOG_WARN, "record %.*s: %s; "
+			      "dropped", (int)klen, (const char *)key, why);
+		q->resync = true;
+		return 0;
+	}
+	if (q->n == q->cap) {
+		size_t nc = q->cap ? 2 * q->cap : 16;
+		qsample_t *ns = realloc(q->s, nc * sizeof *ns);
+		if (!ns)
+			return l->rc = TLCM_ENOMEM;
+		q->s = ns;
+		q->cap = nc;
+	}
+	qsample_t *s = &q->s[q->n];
+	if (load_sample(tlcm_QuarantineState_samples_at(
+				tlcm_QuarantineState_as_root(val), 0),
+			dim, s))
+		return l->rc = TLCM_ENOMEM;
+	s->seq = strtoull((const char *)key + 2, NULL, 16);
+	s->taken = false;
+	if (s->seq > l->max_seq)
+		l->max_seq = s->seq;
+	q->dim = dim;
+	q->n++;
+	return 0;
+}
+
+/* A marker "t/<seq>": that sample is taken (samples are in seq order). */
+static int load_taken(void *arg, const void *key, size_t klen,
+		      const void *val, size_t vlen)
+{
+	quarantine_t *q = ((struct rec_load *)arg)->q;
+	(void)val;
+	(void)vlen;
+	uint64_t seq = klen == 18 ? strtoull((const char *)key + 2, NULL, 16)
+				  : UINT64_MAX;
+	size_t lo = 0, hi = q->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (q->s[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < q->n && q->s[lo].seq == seq)
+		q->s[lo].taken = true;
+	else
+		q->resync = true; /* a marker without its sample: drop it */
+	return 0;
+}
+
+/* Read the records at start: 0 with q->records false when there is no
+ * store for them. */
+static int load_records(tlcm_ctx_t *ctx, quarantine_t *q)
+{
+	struct rec_load l = {.ctx = ctx, .q = q};
+	int rc = tlcm_records_scan(ctx, "m", load_meta, &l);
+	if (rc == TLCM_ENOTSUP)
+		return 0;
+	q->records = true;
+	if (!rc)
+		rc = tlcm_records_scan(ctx, "s/", load_rec_sample, &l);
+	if (!rc)
+		rc = tlcm_records_scan(ctx, "t/", load_taken, &l);
+	if (!rc)
+		rc = l.rc;
+	if (rc) {
+		tlcm_node_log(ctx, TLCM_LOG_ERROR, "cannot read the "
+			      "quarantine's records: %s", tlcm_strerror(rc));
+		return rc;
+	}
+	if (!l.meta && !q->n && !q->resync)
+		return 0; /* nothing recorded yet */
+	q->from_records = true;
+	if (q->n && q->admitted <= l.max_seq)
+		q->admitted = l.max_seq + 1; /* counters lost: no reused seq */
+	trim_to_max(q);
+	tlcm_node_log(ctx, TLCM_LOG_INFO, "restored %zu quarantined samples "
+		      "(records)", q->n);
+	if (q->resync || q->changes)
+		rec_flush(ctx, q);
 	return 0;
 }
 
@@ -714,8 +1130,10 @@ static int admit(tlcm_ctx_t *ctx, quarantine_t *q, tlcm_Prediction_table_t p,
 			q->cache[i].px = NULL;
 			break;
 		}
+	s.seq = q->admitted;
 	q->s[q->n++] = s;
 	q->dim = dim;
+	rec_sample(q, &q->s[q->n - 1]);
 	q->admitted++;
 	q->since_batch++;
 	q->changes++;
@@ -825,9 +1243,11 @@ static int on_notice(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 			} else if (kind == tlcm_NoticeKind_Taken) {
 				q->taken += !q->s[i].taken;
 				q->s[i].taken = true;
+				rec_taken(q, &q->s[i]);
 				q->changes++;
 			} else if (q->s[i].taken) {
 				q->s[i].taken = false;
+				rec_taken(q, &q->s[i]);
 				q->released++;
 				q->changes++;
 			}
@@ -841,6 +1261,7 @@ static int on_notice(tlcm_ctx_t *ctx, quarantine_t *q, const tlcm_msg_t *m)
 static int process(tlcm_ctx_t *ctx, void *st, int port, const tlcm_msg_t *m)
 {
 	quarantine_t *q = st;
+	q->from_records = false; /* a later restore is a rollback */
 	switch (port) {
 	case IN_PRED: return on_prediction(ctx, q, m);
 	case IN_DRIFT: return on_drift(ctx, q, m);
@@ -852,6 +1273,7 @@ static int process(tlcm_ctx_t *ctx, void *st, int port, const tlcm_msg_t *m)
 static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 {
 	quarantine_t *q = st;
+	q->from_records = false;
 	expire(q, wall_ns());
 	int rc = 0;
 	if (now >= q->next_interval) {
