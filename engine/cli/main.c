@@ -67,15 +67,18 @@ static const command_t commands[] = {
 	{"state", "inspect, check or roll back a graph's state store",
 	 "usage: tinylcm state ls STORE\n"
 	 "       tinylcm state show STORE NODE [VERSION]\n"
+	 "       tinylcm state records STORE NODE\n"
 	 "       tinylcm state rollback STORE NODE VERSION\n"
 	 "       tinylcm state check STORE\n"
 	 "\n"
 	 "ls lists every kept snapshot (node, version, time, group, size,\n"
 	 "reason, integrity); show prints one (the newest by default) with a\n"
-	 "hex dump; rollback makes VERSION the newest again (its whole group\n"
-	 "if it was a group snapshot) and refuses while a graph holds the\n"
-	 "store; check verifies every snapshot's checksum (exit 1 on any\n"
-	 "problem). ls, show and check also work while the graph runs.\n",
+	 "hex dump; records lists a node's records (key, bytes: state it\n"
+	 "writes a piece at a time, e.g. the quarantine's samples); rollback\n"
+	 "makes VERSION the newest again (its whole group if it was a group\n"
+	 "snapshot) and refuses while a graph holds the store; check\n"
+	 "verifies every snapshot's checksum (exit 1 on any problem). ls,\n"
+	 "show, records and check also work while the graph runs.\n",
 	 cmd_state},
 	{"model", "inspect, run or import a model (.tlm, .tflite)",
 	 "usage: tinylcm model info FILE\n"
@@ -402,6 +405,28 @@ static int parse_version(const char *a, uint64_t *v)
 	return 0;
 }
 
+/* One record: its key (without "rec/", bytes outside ASCII escaped)
+ * and size; tot counts records and bytes. */
+static int print_record(void *arg, const void *key, size_t klen,
+			const void *val, size_t vlen)
+{
+	size_t *tot = arg;
+	(void)val;
+	char k[48];
+	size_t at = 0;
+	for (size_t i = 4; i < klen && at + 5 < sizeof k; i++) {
+		unsigned char c = ((const unsigned char *)key)[i];
+		at += (size_t)snprintf(k + at, sizeof k - at,
+				       c >= 32 && c < 127 ? "%c" : "\\x%02x",
+				       c);
+	}
+	k[at] = 0;
+	printf("%-40s %10zu\n", k, vlen);
+	tot[0]++;
+	tot[1] += vlen;
+	return 0;
+}
+
 static int cmd_state(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -431,6 +456,16 @@ static int cmd_state(int argc, char **argv)
 			}
 			free(l);
 		}
+	} else if (!strcmp(sub, "records") && argc == 4) {
+		if ((rc = open_store(path, false, &s)))
+			return rc;
+		char fam[128];
+		snprintf(fam, sizeof fam, "node/%s", argv[3]);
+		size_t tot[2] = {0, 0};
+		printf("%-40s %10s\n", "KEY", "BYTES");
+		if (tlcm_store_scan(s, fam, "rec/", 4, print_record, tot))
+			rc = 1;
+		printf("%zu records, %zu bytes\n", tot[0], tot[1]);
 	} else if (!strcmp(sub, "show") && (argc == 4 || argc == 5)) {
 		uint64_t v = 0;
 		if (argc == 5 && (rc = parse_version(argv[4], &v)))
