@@ -196,6 +196,12 @@ void tlcm_set_tick(tlcm_ctx_t *ctx, uint64_t period_ns);
  * callback: TLCM_ENOTSUP otherwise). */
 int tlcm_snapshot_now(tlcm_ctx_t *ctx, const char *reason);
 
+/* The graph's store, for engine services that live in it (the outbox:
+ * engine/outbox.h). NULL without settings.store and in an isolated
+ * node's process. Node state belongs in snapshots and records. */
+struct tlcm_store;
+struct tlcm_store *tlcm_graph_store(tlcm_ctx_t *ctx);
+
 /* Records: durable key/value pairs of this node in the graph store, next
  * to its snapshots, for state that changes a little at a time (a queue:
  * one record per entry) where a whole snapshot per change would cost

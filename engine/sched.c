@@ -639,6 +639,11 @@ static bool records_ok(const tlcm_ctx_t *c)
 	return !child_mode && !c->isolated && c->s->store;
 }
 
+tlcm_store_t *tlcm_graph_store(tlcm_ctx_t *c)
+{
+	return records_ok(c) ? c->s->store : NULL;
+}
+
 int tlcm_records_write(tlcm_ctx_t *c, const tlcm_record_op_t *ops, size_t n)
 {
 	if (!records_ok(c))
