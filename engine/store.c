@@ -20,6 +20,7 @@
 #include <zlib.h>
 
 #include "engine/log.h"
+#include "engine/outbox.h"
 #include "engine/store.h"
 
 #define FORMAT "tinylcm-store/1"
@@ -27,7 +28,8 @@
 #define MAX_FAMILIES 1024
 
 static const char *const system_families[] = {"default", "meta", "outbox",
-					      "dedup", "registry"};
+					      "dedup", "registry",
+					      "deadletter"};
 #define NSYSTEM (sizeof system_families / sizeof system_families[0])
 
 typedef struct {
@@ -66,6 +68,7 @@ struct tlcm_store {
 	pthread_mutex_t sync_mu;
 	pthread_cond_t cv;
 	bool stop, dirty, has_syncer;
+	tlcm_outbox_t *outbox; /* engine/outbox.c, made on first use */
 };
 
 struct tlcm_batch {
@@ -160,6 +163,35 @@ static bool has_file(const char *dir, const char *name)
 
 static int open_store(tlcm_store_t **out, const char *path,
 		      const tlcm_store_opts_t *o, char *why, size_t whylen);
+
+/* A database without our format marker is ours when creating it was cut
+ * short (killed between RocksDB creating it and the marker's write): our
+ * system families (RocksDB created them all at once, `meta` among them)
+ * and nothing else, all of them empty. A foreign database has data,
+ * families of its own, or only RocksDB's `default`. */
+static bool unfinished_create(tlcm_store_t *s, size_t nlisted)
+{
+	bool meta = false;
+	for (size_t i = 0; i < nlisted; i++) /* the names found on disk */
+		meta |= !strcmp(s->names[i], "meta");
+	if (!meta)
+		return false;
+	for (size_t i = 0; i < s->ncf; i++) {
+		bool sys = false;
+		for (size_t j = 0; j < NSYSTEM; j++)
+			sys |= !strcmp(s->names[i], system_families[j]);
+		if (!sys)
+			return false;
+		rocksdb_iterator_t *it =
+			rocksdb_create_iterator_cf(s->db, s->ropts, s->cfs[i]);
+		rocksdb_iter_seek_to_first(it);
+		bool empty = !rocksdb_iter_valid(it);
+		rocksdb_iter_destroy(it);
+		if (!empty)
+			return false;
+	}
+	return true;
+}
 
 int tlcm_store_open(tlcm_store_t **out, const char *path,
 		    const tlcm_store_opts_t *o, char *why, size_t whylen)
@@ -300,9 +332,12 @@ static int open_store(tlcm_store_t **out, const char *path,
 	void *fmt = NULL;
 	size_t flen = 0;
 	int rc = tlcm_store_get(s, "meta", "format", 6, &fmt, &flen);
-	if (rc == TLCM_ENOENT && !exists && !opt.read_only) {
+	if (rc == TLCM_ENOENT && !opt.read_only &&
+	    (!exists || unfinished_create(s, nlisted))) {
 		rc = tlcm_store_put(s, "meta", "format", 6, FORMAT,
 				    strlen(FORMAT));
+		if (!rc)
+			rc = tlcm_store_sync(s);
 	} else if (rc == TLCM_ENOENT) {
 		snprintf(why, whylen, "%s is a RocksDB database but not a "
 			 "TinyLCM store (no format marker)", path);
@@ -342,6 +377,7 @@ void tlcm_store_close(tlcm_store_t *s)
 	}
 	if (s->db && s->o.sync != TLCM_SYNC_NEVER && !s->o.read_only)
 		tlcm_store_sync(s);
+	tlcm_outbox_free_(s->outbox);
 	for (size_t i = 0; i < s->ncf; i++) {
 		if (s->cfs && s->cfs[i])
 			rocksdb_column_family_handle_destroy(s->cfs[i]);
@@ -365,6 +401,16 @@ void tlcm_store_close(tlcm_store_t *s)
 	free(s->cfs);
 	free(s->path);
 	free(s);
+}
+
+tlcm_outbox_t *tlcm_store_outbox(tlcm_store_t *s)
+{
+	pthread_mutex_lock(&s->mu);
+	if (!s->outbox)
+		s->outbox = tlcm_outbox_new_(s);
+	tlcm_outbox_t *o = s->outbox;
+	pthread_mutex_unlock(&s->mu);
+	return o;
 }
 
 /* The handle of family name, created on first use (under s->mu). */
@@ -920,5 +966,10 @@ int tlcm_store_check(tlcm_store_t *s, char *report, size_t len)
 			used += (size_t)w;
 	}
 	free(all);
-	return problems;
+	/* the outbox's packages and dead letters (engine/outbox.c) */
+	tlcm_outbox_t *o = tlcm_store_outbox(s);
+	if (!o)
+		return TLCM_ENOMEM;
+	rc = tlcm_outbox_check(o, report, len);
+	return rc < 0 ? rc : problems + rc;
 }

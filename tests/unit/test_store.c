@@ -184,6 +184,47 @@ static void corrupt_and_foreign(void)
 	rocksdb_options_destroy(ro);
 	CHECK_INT(tlcm_store_open(&x, p, NULL, why, sizeof why), TLCM_ECORRUPT);
 	CHECK_CONTAINS(why, "not a TinyLCM store");
+	/* killed between RocksDB creating our families and the format
+	 * marker: still ours (empty, only our families), adopted */
+	path_of(p, sizeof p, "unfinished");
+	ro = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(ro, 1);
+	rocksdb_options_set_create_missing_column_families(ro, 1);
+	const char *fams[] = {"default", "meta", "outbox"};
+	const rocksdb_options_t *fo[] = {ro, ro, ro};
+	rocksdb_column_family_handle_t *h[3];
+	db = rocksdb_open_column_families(ro, p, 3, fams, fo, h, &err);
+	CHECK(db && !err);
+	for (int i = 0; db && i < 3; i++)
+		rocksdb_column_family_handle_destroy(h[i]);
+	if (db)
+		rocksdb_close(db);
+	rocksdb_options_destroy(ro);
+	CHECK_INT(tlcm_store_open(&x, p, NULL, why, sizeof why), 0);
+	if (x) {
+		CHECK_INT(tlcm_store_put(x, "n", "k", 1, "v", 1), 0);
+		tlcm_store_close(x);
+	}
+	/* the same families with data in them: somebody else's */
+	path_of(p, sizeof p, "foreign2");
+	ro = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(ro, 1);
+	rocksdb_options_set_create_missing_column_families(ro, 1);
+	const rocksdb_options_t *fo2[] = {ro, ro, ro};
+	db = rocksdb_open_column_families(ro, p, 3, fams, fo2, h, &err);
+	CHECK(db && !err);
+	if (db) {
+		rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+		rocksdb_put_cf(db, wo, h[2], "k", 1, "v", 1, &err);
+		CHECK(!err);
+		rocksdb_writeoptions_destroy(wo);
+		for (int i = 0; i < 3; i++)
+			rocksdb_column_family_handle_destroy(h[i]);
+		rocksdb_close(db);
+	}
+	rocksdb_options_destroy(ro);
+	CHECK_INT(tlcm_store_open(&x, p, NULL, why, sizeof why), TLCM_ECORRUPT);
+	CHECK_CONTAINS(why, "not a TinyLCM store");
 	path_of(p, sizeof p, "missing");
 	tlcm_store_opts_t must = {.must_exist = true};
 	CHECK_INT(tlcm_store_open(&x, p, &must, why, sizeof why), TLCM_ENOENT);
