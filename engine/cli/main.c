@@ -12,6 +12,7 @@
 
 #include "engine/graph.h"
 #include "engine/log.h"
+#include "engine/outbox.h"
 #include "engine/sched.h"
 #include "engine/store.h"
 #include "nodes/nodes.h"
@@ -29,6 +30,7 @@ static int cmd_check(int argc, char **argv);
 static int cmd_dot(int argc, char **argv);
 static int cmd_nodes(int argc, char **argv);
 static int cmd_state(int argc, char **argv);
+static int cmd_outbox(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 int tlcm_cli_model(int argc, char **argv); /* engine/cli/model.c */
@@ -77,9 +79,24 @@ static const command_t commands[] = {
 	 "writes a piece at a time, e.g. the quarantine's samples); rollback\n"
 	 "makes VERSION the newest again (its whole group if it was a group\n"
 	 "snapshot) and refuses while a graph holds the store; check\n"
-	 "verifies every snapshot's checksum (exit 1 on any problem). ls,\n"
-	 "show, records and check also work while the graph runs.\n",
+	 "verifies every snapshot's checksum and every outbox package's\n"
+	 "(exit 1 on any problem). ls, show, records and check also work\n"
+	 "while the graph runs.\n",
 	 cmd_state},
+	{"outbox", "list a store's outbox and dead letters",
+	 "usage: tinylcm outbox ls STORE\n"
+	 "       tinylcm outbox dead STORE\n"
+	 "       tinylcm outbox stats STORE\n"
+	 "\n"
+	 "The packages a graph keeps for its uploader (docs/durability.md).\n"
+	 "ls lists the queued packages in the order they are sent (priority,\n"
+	 "then age): id, priority, kind, created time, bytes; dead lists the\n"
+	 "packages the core refused for good, with its reason; stats prints\n"
+	 "counts and bytes (by priority), the oldest package's time, dead\n"
+	 "letters and packages evicted by retention since the store was\n"
+	 "made. Read-only: safe while the graph runs (it shows the store as\n"
+	 "it was when opened). `tinylcm state check` verifies the packages.\n",
+	 cmd_outbox},
 	{"model", "inspect, run or import a model (.tlm, .tflite)",
 	 "usage: tinylcm model info FILE\n"
 	 "       tinylcm model run FILE [--output NAME]... [--threads N]\n"
@@ -542,6 +559,90 @@ static int cmd_state(int argc, char **argv)
 		fprintf(stderr, "tinylcm state: bad arguments (see tinylcm help "
 			"state)\n");
 		return 2;
+	}
+	tlcm_store_close(s);
+	return rc;
+}
+
+/* One queued package or dead letter; tot counts them and their bytes. */
+static int print_package(void *arg, const tlcm_outbox_entry_t *e,
+			 const char *reason)
+{
+	uint64_t *tot = arg;
+	printf("%-36s %4u  %-18s ", e->id, e->priority, e->kind);
+	print_time(e->created_ns);
+	printf(" %10zu", e->size);
+	if (reason) {
+		/* the server's words: one line, nothing to move a terminal */
+		putchar(' ');
+		putchar(' ');
+		for (const char *c = reason; *c; c++)
+			putchar((unsigned char)*c >= 32 && *c != 127 ? *c
+								 : ' ');
+	}
+	putchar('\n');
+	tot[0]++;
+	tot[1] += e->size;
+	return 0;
+}
+
+static int cmd_outbox(int argc, char **argv)
+{
+	if (argc != 3) {
+		fputs(find("outbox")->help, stderr);
+		return 2;
+	}
+	const char *sub = argv[1], *path = argv[2];
+	bool dead = !strcmp(sub, "dead");
+	if (!dead && strcmp(sub, "ls") && strcmp(sub, "stats")) {
+		fprintf(stderr, "tinylcm outbox: no subcommand '%s' (ls, dead, "
+			"stats; see tinylcm help outbox)\n", sub);
+		return 2;
+	}
+	tlcm_store_t *s;
+	int rc = open_store(path, false, &s);
+	if (rc)
+		return rc;
+	tlcm_outbox_t *o = tlcm_store_outbox(s);
+	int orc = o ? 0 : TLCM_ENOMEM;
+	if (!orc && !strcmp(sub, "stats")) {
+		tlcm_outbox_stats_t st;
+		orc = tlcm_outbox_stats(o, &st);
+		if (!orc) {
+			printf("packages   %llu\nbytes      %llu\n",
+			       (unsigned long long)st.packages,
+			       (unsigned long long)st.bytes);
+			for (int p = 1; p < 8; p++)
+				if (st.by_priority[p])
+					printf("priority %d %llu\n", p,
+					       (unsigned long long)
+						       st.by_priority[p]);
+			if (st.by_priority[0])
+				printf("priority>7 %llu\n",
+				       (unsigned long long)st.by_priority[0]);
+			printf("oldest     ");
+			if (st.oldest_ns)
+				print_time(st.oldest_ns);
+			else
+				printf("-");
+			printf("\ndead       %llu\nevicted    %llu\n",
+			       (unsigned long long)st.dead,
+			       (unsigned long long)st.evicted);
+		}
+	} else if (!orc) {
+		uint64_t tot[2] = {0, 0};
+		printf("%-36s %4s  %-18s %-20s %10s%s\n", "ID", "PRIO", "KIND",
+		       "CREATED", "BYTES", dead ? "  REASON" : "");
+		orc = tlcm_outbox_list(o, dead, print_package, tot);
+		printf("%llu %s, %llu bytes\n", (unsigned long long)tot[0],
+		       dead ? (tot[0] == 1 ? "dead letter" : "dead letters")
+			    : (tot[0] == 1 ? "package" : "packages"),
+		       (unsigned long long)tot[1]);
+	}
+	if (orc) {
+		fprintf(stderr, "tinylcm outbox: %s: %s\n", path,
+			tlcm_strerror(orc));
+		rc = 1;
 	}
 	tlcm_store_close(s);
 	return rc;
