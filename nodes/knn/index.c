@@ -7,7 +7,9 @@
  * Euclidean. A query runs one kernel over all rows into `dist`, turns the
  * kernel's sums into comparable distances when the metric needs it, and
  * keeps the k best in a sorted buffer that a candidate enters only when it
- * beats the current k-th.
+ * beats the current k-th (or, before there are k, a bound the kernels
+ * find). A label's typical distance (tlcm_knn_typical) tabulates its
+ * members' pairwise distances, each pair once, eight at a time.
  */
 #include "nodes/knn/index.h"
 
@@ -31,6 +33,8 @@ struct tlcm_knn {
 	uint32_t *label;
 	uint64_t *frame, *seq, *used;
 	float *dist;    /* query scratch */
+	float *qa;      /* the query, copied 64-byte aligned (dim values) */
+	float *mins;    /* query scratch: kth_bound's group minima */
 	char **names;   /* label table */
 	size_t *counts; /* samples per label id */
 	float *typ;     /* per label id: typical distance (tlcm_knn_typical) */
@@ -70,6 +74,8 @@ void tlcm_knn_free(tlcm_knn_t *ix)
 	free(ix->seq);
 	free(ix->used);
 	free(ix->dist);
+	free(ix->qa);
+	free(ix->mins);
 	for (size_t i = 0; i < ix->nlabels; i++)
 		free(ix->names[i]);
 	free(ix->names);
@@ -128,6 +134,22 @@ size_t tlcm_knn_bad_value(const float *x, size_t n)
 		(p) = np_;                                                    \
 	} while (0)
 
+/* The rows start on a cache line: with d a multiple of 16 (floats) or
+ * 64 (codes) no kernel load then straddles two lines, which for long
+ * rows (d = 1280: a fifth faster) the kernels feel. *p holds `used`
+ * bytes; grows it to `size`. */
+static int grow_aligned(void **p, size_t used, size_t size)
+{
+	void *np = aligned_alloc(64, (size + 63) & ~(size_t)63);
+	if (!np)
+		return TLCM_ENOMEM;
+	if (used)
+		memcpy(np, *p, used);
+	free(*p);
+	*p = np;
+	return 0;
+}
+
 /* Room for one more sample (n < max_samples). */
 static int grow(tlcm_knn_t *ix)
 {
@@ -137,11 +159,20 @@ static int grow(tlcm_knn_t *ix)
 	if (cap > ix->o.max_samples)
 		cap = ix->o.max_samples;
 	size_t d = ix->o.dim;
+	int rc;
+	if (!ix->qa && (rc = grow_aligned((void **)&ix->qa, 0,
+					  d * sizeof *ix->qa)))
+		return rc;
 	if (ix->o.quantize) {
-		GROW(ix->codes, cap * d);
+		if ((rc = grow_aligned((void **)&ix->codes, ix->n * d,
+				       cap * d)))
+			return rc;
 		GROW(ix->scale, cap);
 	} else {
-		GROW(ix->x, cap * d);
+		if ((rc = grow_aligned((void **)&ix->x,
+				       ix->n * d * sizeof *ix->x,
+				       cap * d * sizeof *ix->x)))
+			return rc;
 	}
 	GROW(ix->aux, cap);
 	GROW(ix->label, cap);
@@ -149,6 +180,7 @@ static int grow(tlcm_knn_t *ix)
 	GROW(ix->seq, cap);
 	GROW(ix->used, cap);
 	GROW(ix->dist, cap);
+	GROW(ix->mins, cap / 4 + 8);
 	ix->cap = cap;
 	return 0;
 }
@@ -433,6 +465,12 @@ static void distances(tlcm_knn_t *ix, const float *q)
 	size_t n = ix->n, d = ix->o.dim;
 	float *dist = ix->dist;
 	bool quant = ix->o.quantize;
+	/* The kernels load the query once per row (d = 32: once): aligned
+	 * like the rows, no load straddles two cache lines. */
+	if (d != 32 && ((uintptr_t)q & 31)) {
+		memcpy(ix->qa, q, d * sizeof *q);
+		q = ix->qa;
+	}
 	if (ix->o.metric == TLCM_KNN_MANHATTAN) {
 		if (quant)
 			k->l1_i8(q, ix->codes, ix->scale, n, d, dist);
@@ -465,19 +503,27 @@ static void distances(tlcm_knn_t *ix, const float *q)
 	}
 }
 
-/* The k best of dist (ascending; equal: larger seq first) into r. */
+/* The k best of dist (ascending; equal: larger seq first) into r: a
+ * sorted buffer that a distance enters when it is not above the k-th
+ * (`worst`). `worst` may start at any bound T with k distances not above
+ * it: a distance above T would only sit behind the others in the buffer
+ * until k of them had come and pushed it out, so leaving it out changes
+ * nothing. kth_bound gives a T close to the k-th distance, which leaves
+ * few candidates (each costs a mispredicted branch or two), and
+ * not_above skips the others many at a time. */
 static void select_k(const tlcm_knn_t *ix, size_t k, tlcm_knn_result_t *r)
 {
+	const tlcm_knn_kernels_t *kern = ix->kern;
 	const float *dist = ix->dist;
 	const uint64_t *seq = ix->seq;
 	float *bd = r->dist;
 	uint32_t *bs = r->slot;
-	size_t m = 0;
-	float worst = INFINITY;
-	for (size_t i = 0; i < ix->n; i++) {
+	size_t m = 0, n = ix->n;
+	float worst = n > k ? kern->kth_bound(dist, n, k, ix->mins)
+			    : INFINITY;
+	for (size_t i = 0; (i = kern->not_above(dist, i, n, worst)) < n;
+	     i++) {
 		float v = dist[i];
-		if (v > worst)
-			continue;
 		if (m == k) {
 			if (v == worst && seq[i] < seq[bs[k - 1]])
 				continue;
@@ -567,35 +613,130 @@ static const float *row_of(const tlcm_knn_t *ix, size_t i, float *buf)
 	return buf;
 }
 
-/* The distance between two rows in the metric's reported form. */
-static float pair_distance(const tlcm_knn_t *ix, const float *a,
-			   const float *b)
+/* Sum of squares of a row in double, value by value (cosine norms). */
+static double sumsq_d(const float *a, size_t d)
 {
-	size_t d = ix->o.dim;
-	double s = 0, na = 0, nb = 0;
-	switch (ix->o.metric) {
+	double s = 0;
+	for (size_t j = 0; j < d; j++)
+		s += (double)a[j] * a[j];
+	return s;
+}
+
+/* The sums behind a pair's distance (dist.h's col_sums ops). */
+static int sum_op(tlcm_knn_metric_t m)
+{
+	return m == TLCM_KNN_MANHATTAN ? TLCM_KNN_SUM_ABS
+	       : m == TLCM_KNN_COSINE  ? TLCM_KNN_SUM_DOT
+				       : TLCM_KNN_SUM_SQ;
+}
+
+/* A pair's distance in the metric's reported form from its sum s (na,
+ * nb: the rows' sums of squares, for cosine). */
+static float pair_distance(tlcm_knn_metric_t m, double s, double na,
+			   double nb)
+{
+	switch (m) {
 	case TLCM_KNN_MANHATTAN:
-		for (size_t j = 0; j < d; j++)
-			s += fabs((double)a[j] - b[j]);
 		return (float)s;
 	case TLCM_KNN_COSINE:
-		for (size_t j = 0; j < d; j++) {
-			s += (double)a[j] * b[j];
-			na += (double)a[j] * a[j];
-			nb += (double)b[j] * b[j];
-		}
 		return na > 0 && nb > 0 ? (float)(1 - s / sqrt(na * nb)) : 1.0f;
 	default:
-		for (size_t j = 0; j < d; j++)
-			s += ((double)a[j] - b[j]) * ((double)a[j] - b[j]);
 		return (float)sqrt(s);
 	}
+}
+
+/* The sums of row a against rows b[0..4), as col_sums sums them (in
+ * double, value by value), four side by side: for members too many to
+ * lay out as a table. */
+static void pair_sums4(int op, const float *a, const float *const b[4],
+		       size_t d, double s[4])
+{
+	const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];
+	double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+	for (size_t j = 0; j < d; j++) {
+		double x = a[j], e0 = x - b0[j], e1 = x - b1[j],
+		       e2 = x - b2[j], e3 = x - b3[j];
+		if (op == TLCM_KNN_SUM_SQ) {
+			s0 += e0 * e0;
+			s1 += e1 * e1;
+			s2 += e2 * e2;
+			s3 += e3 * e3;
+		} else if (op == TLCM_KNN_SUM_DOT) {
+			s0 += x * b0[j];
+			s1 += x * b1[j];
+			s2 += x * b2[j];
+			s3 += x * b3[j];
+		} else {
+			s0 += fabs(e0);
+			s1 += fabs(e1);
+			s2 += fabs(e2);
+			s3 += fabs(e3);
+		}
+	}
+	s[0] = s0;
+	s[1] = s1;
+	s[2] = s2;
+	s[3] = s3;
 }
 
 static int cmp_float(const void *a, const void *b)
 {
 	float x = *(const float *)a, y = *(const float *)b;
 	return (x > y) - (x < y);
+}
+
+#define TYP_MAX_TABLE (1u << 20) /* members x dim values laid out */
+
+/* The distance of every pair of the m members mem[] into tab (m x m),
+ * each pair once: a distance is the same whichever of two rows is a
+ * (a - b = -(b - a) and products commute, even rounded). Up to
+ * TYP_MAX_TABLE values the members go into a value-major table whose
+ * columns col_sums takes eight at a time; else four rows at a time. */
+static int pair_table(const tlcm_knn_t *ix, const uint32_t *mem, size_t m,
+		      const double *nrm, float *tab)
+{
+	size_t d = ix->o.dim, mp = m + 8; /* columns, room for a last 8 */
+	int op = sum_op(ix->o.metric);
+	float *ba = malloc(5 * d * sizeof *ba); /* dequantised rows */
+	float *t = m * d <= TYP_MAX_TABLE ? malloc(mp * d * sizeof *t) : NULL;
+	if (!ba) {
+		free(t);
+		return TLCM_ENOMEM;
+	}
+	if (t) {
+		for (size_t c = 0; c < mp; c++) {
+			const float *r = c < m ? row_of(ix, mem[c], ba) : NULL;
+			for (size_t j = 0; j < d; j++)
+				t[j * mp + c] = r ? r[j] : 0;
+		}
+	}
+	for (size_t i = 0; i + 1 < m; i++) {
+		const float *a = row_of(ix, mem[i], ba);
+		for (size_t j = i + 1; j < m; j += t ? 8 : 4) {
+			double s[8];
+			size_t w;
+			if (t) {
+				ix->kern->col_sums(op, a, t + j, mp, d, s);
+				w = m - j < 8 ? m - j : 8;
+			} else {
+				const float *b[4];
+				w = m - j < 4 ? m - j : 4;
+				for (size_t l = 0; l < 4; l++) { /* pad: j */
+					size_t c = j + (l < w ? l : 0);
+					b[l] = row_of(ix, mem[c],
+						      ba + (l + 1) * d);
+				}
+				pair_sums4(op, a, b, d, s);
+			}
+			for (size_t l = 0; l < w; l++)
+				tab[i * m + j + l] = tab[(j + l) * m + i] =
+					pair_distance(ix->o.metric, s[l],
+						      nrm[i], nrm[j + l]);
+		}
+	}
+	free(t);
+	free(ba);
+	return 0;
 }
 
 /* The median over (up to TYP_MAX_MEMBERS, evenly spread) samples of the
@@ -610,22 +751,29 @@ static float compute_typical(const tlcm_knn_t *ix, uint32_t id)
 	uint32_t *mem = malloc(TYP_MAX_MEMBERS * sizeof *mem);
 	float *loo = malloc(TYP_MAX_MEMBERS * sizeof *loo);
 	float *dd = malloc(TYP_MAX_MEMBERS * sizeof *dd);
-	float *ba = malloc(2 * d * sizeof *ba);
+	double *nrm = malloc(TYP_MAX_MEMBERS * sizeof *nrm);
+	float *ba = malloc(d * sizeof *ba), *tab = NULL;
 	float typ = 0;
-	if (!mem || !loo || !dd || !ba)
+	if (!mem || !loo || !dd || !nrm || !ba)
 		goto out;
 	for (size_t i = 0, seen = 0; i < ix->n && m < TYP_MAX_MEMBERS; i++)
 		if (ix->label[i] == id && seen++ % stride == 0)
 			mem[m++] = (uint32_t)i;
+	if (!(tab = malloc(m * m * sizeof *tab)))
+		goto out;
+	for (size_t i = 0; i < m; i++)
+		nrm[i] = ix->o.metric == TLCM_KNN_COSINE
+				 ? sumsq_d(row_of(ix, mem[i], ba), d) : 0;
+	if (pair_table(ix, mem, m, nrm, tab))
+		goto out;
 	size_t k = ix->o.k < m - 1 ? ix->o.k : m - 1;
 	for (size_t i = 0; i < m; i++) {
-		const float *a = row_of(ix, mem[i], ba);
+		const float *row = tab + i * m;
 		size_t nd = 0; /* dd[0..nd): the k smallest so far, sorted */
 		for (size_t j = 0; j < m; j++) {
 			if (j == i)
 				continue;
-			float v = pair_distance(ix, a,
-						row_of(ix, mem[j], ba + d));
+			float v = row[j];
 			if (nd == k && v >= dd[k - 1])
 				continue;
 			size_t at = nd < k ? nd++ : k - 1;
@@ -644,6 +792,8 @@ out:
 	free(mem);
 	free(loo);
 	free(dd);
+	free(nrm);
+	free(tab);
 	free(ba);
 	return typ;
 }

@@ -8,8 +8,10 @@
  * Queries. A distance kernel (dist.h: AVX2+FMA when the CPU has it, else
  * portable vectorised C) computes the query's distance to every stored
  * row; a bounded insertion buffer keeps the k best (partial selection, no
- * sort of the n distances). Order: smaller distance first; equal
- * distances: the newer sample (later insertion) first. The vote gives each
+ * sort of the n distances), offered only the distances not above a bound
+ * that the minima of small groups of them give (few more than k). Order:
+ * smaller distance first; equal distances: the newer sample (later
+ * insertion) first. Rows are stored 64-byte aligned. The vote gives each
  * neighbour weight 1 (uniform) or 1 / (distance + 1e-6) (inverse); the
  * label with the largest total wins, a tie going to the label with the
  * nearest neighbour; confidence = its total / the sum of all weights.
@@ -142,7 +144,7 @@ size_t tlcm_knn_bad_value(const float *x, size_t n);
  * to 256, evenly spread) of their mean distance to their k nearest other
  * samples of the label, in the metric's reported form; 0 when it has
  * fewer than 2 samples. Cached until a sample of the label comes or goes
- * or k changes (5-15 ms for 256 samples of 32-256 values, then free). A
+ * or k changes (1-4 ms for 256 samples of 32-256 values, then free). A
  * frame's mean_distance over this says how unusual it is *for the label it
  * was given*: classes differ in spread (a trouser's neighbours are much
  * closer than a shirt's), so a single threshold on mean_distance both

@@ -7,8 +7,13 @@
  * values, scale > 0) and folds the parameters into one affine map in
  * double precision, z = W x - c with W[j][i] = components[j][i] / scale[i]
  * and c[j] = sum_i components[j][i] * (mean[i] / scale[i] + pca_mean[i]),
- * so the buffer may be freed and a frame costs k*dim multiply-adds. The
- * node transform.scaler_pca (scaler_pca.c) applies it to FEAT messages.
+ * so the buffer may be freed and a frame costs k*dim multiply-adds. W is
+ * kept transposed (dim rows of the k outputs' weights, padded to kp, a
+ * multiple of 4, with zeros): a frame's x[i] then scales one contiguous
+ * row into k independent sums side by side in SIMD registers (AVX when
+ * the CPU has it, else SSE2 or NEON), each z[j] still summed in double
+ * over i in order, exactly as the plain loop sums it. The node
+ * transform.scaler_pca (scaler_pca.c) applies it to FEAT messages.
  */
 #ifndef TLCM_SCALER_PCA_H
 #define TLCM_SCALER_PCA_H
@@ -23,8 +28,11 @@ extern const tlcm_node_type_t tlcm_node_scaler_pca;
 
 typedef struct tlcm_scaler_pca {
 	uint32_t dim, k;
-	double *w; /* k rows of dim values */
-	double *c; /* k values */
+	uint32_t kp; /* k rounded up to a multiple of 4 */
+	double *w;   /* W^T: dim rows of kp values (32-byte aligned) */
+	double *c;   /* kp values (0 past k) */
+	void (*kernel)(const struct tlcm_scaler_pca *p, const float *x,
+		       float *z); /* AVX or not, picked at load */
 } tlcm_scaler_pca_t;
 
 /* Verify buf[0..len) and set up p (owned by the caller; free it with
@@ -41,5 +49,8 @@ void tlcm_scaler_pca_free(tlcm_scaler_pca_t *p);
 /* z[0..k) from x[0..dim), computed in double, rounded once to float. */
 void tlcm_scaler_pca_apply(const tlcm_scaler_pca_t *p, const float *x,
 			   float *z);
+/* Use the portable kernel (two doubles per vector) even when the CPU has
+ * AVX: the same results; for tests. */
+void tlcm_scaler_pca_use_portable(tlcm_scaler_pca_t *p);
 
 #endif

@@ -4,16 +4,18 @@
  * Small-integer vectors make every float distance exact, so neighbours,
  * their order (ties: newest first) and distances must equal the
  * reference's exactly, for both kernels (AVX2 when present, portable),
- * Euclidean and Manhattan, many dimensions (tails included); cosine is
- * checked within float tolerance. Also: the vote under both weightings,
+ * Euclidean and Manhattan, many dimensions (tails included) and sizes
+ * (the selection's bound, rows four at a time); cosine is checked within
+ * float tolerance. Also: the vote under both weightings,
  * each eviction policy's exact victims, relabelling by frame id, label id
  * recycling, refused input, and int8 storage: every distance within the
  * proven bound (sqrt(dim) * scale / 2 for Euclidean, dim * scale / 2 for
  * Manhattan) and labels agreeing with the float index on clustered data.
  * The typical neighbour distance per label (tlcm_knn_typical) against a
  * reference written here: each metric, int8 storage (and within the
- * quantisation bound of the float value), fewer than 2 samples, the
- * evenly spread subset beyond 256 samples; its cache follows add, put,
+ * quantisation bound of the float value), fewer than 2 samples, members
+ * too many for one table, the evenly spread subset beyond 256 samples;
+ * its cache follows add, put,
  * eviction, relabel and k, and leaves the other labels' values alone.
  */
 #include <math.h>
@@ -149,13 +151,11 @@ static void ref_vote(const tlcm_knn_t *ix, const ref_t *ref, size_t n,
 
 /* ---- exact neighbours ------------------------------------------------------- */
 
-static void exact_case(tlcm_knn_metric_t m, size_t d, bool portable,
-		       bool inverse)
+static void exact_nk(tlcm_knn_metric_t m, size_t d, size_t n, unsigned k,
+		     bool portable, bool inverse)
 {
-	const size_t n = 300;
-	const unsigned k = 7;
 	tlcm_knn_t *ix = make(d, k, m, inverse ? TLCM_KNN_INVERSE
-					       : TLCM_KNN_UNIFORM, 1000,
+					       : TLCM_KNN_UNIFORM, n,
 			      TLCM_KNN_FIFO, false, portable);
 	float *x = malloc(d * sizeof *x), *q = malloc(d * sizeof *q);
 	for (size_t i = 0; i < n; i++) {
@@ -190,12 +190,19 @@ static void exact_case(tlcm_knn_metric_t m, size_t d, bool portable,
 		free(ref);
 	}
 	if (wrong)
-		fprintf(stderr, "  metric %d dim %zu %s: %d neighbours differ\n",
-			(int)m, d, tlcm_knn_kernel_name(ix), wrong);
+		fprintf(stderr, "  metric %d dim %zu n %zu k %u %s: %d "
+			"neighbours differ\n", (int)m, d, n, k,
+			tlcm_knn_kernel_name(ix), wrong);
 	CHECK_INT(wrong, 0);
 	free(x);
 	free(q);
 	tlcm_knn_free(ix);
+}
+
+static void exact_case(tlcm_knn_metric_t m, size_t d, bool portable,
+		       bool inverse)
+{
+	exact_nk(m, d, 300, 7, portable, inverse);
 }
 
 static void exact_neighbours(void)
@@ -207,6 +214,29 @@ static void exact_neighbours(void)
 			exact_case(TLCM_KNN_MANHATTAN, dims[i], portable, true);
 			exact_case(TLCM_KNN_EUCLIDEAN, dims[i], portable, true);
 		}
+}
+
+/* The selection's shortcuts and the 32-value kernels, on data full of
+ * ties: the bound from group minima (groups of 16 from n = 64 k, of 4
+ * from n = 16 k, none beyond k = 16 or below), rows four at a time and
+ * the n % 4 left over, k = 1 and k = n. */
+static void exact_sizes(void)
+{
+	static const struct {
+		size_t n;
+		unsigned k;
+	} nk[] = {{1003, 5}, {1003, 16}, {1003, 17}, {130, 5}, {333, 1},
+		  {64, 64}, {65, 4}, {2050, 9}};
+	static const size_t dims[] = {32, 8, 33};
+	for (int portable = 0; portable < 2; portable++)
+		for (size_t i = 0; i < sizeof nk / sizeof nk[0]; i++)
+			for (size_t j = 0; j < sizeof dims / sizeof dims[0];
+			     j++) {
+				exact_nk(TLCM_KNN_EUCLIDEAN, dims[j], nk[i].n,
+					 nk[i].k, portable, false);
+				exact_nk(TLCM_KNN_MANHATTAN, dims[j], nk[i].n,
+					 nk[i].k, portable, true);
+			}
 }
 
 /* Cosine on random floats: each neighbour within float error of the
@@ -814,6 +844,29 @@ static void typical_reference(tlcm_knn_metric_t m, bool quant)
 	tlcm_knn_free(ix);
 }
 
+/* Members too many to lay out as one table (256 of 4097 values: the
+ * pairs go four rows at a time), each metric, within float rounding of
+ * the reference. */
+static void typical_wide(void)
+{
+	const size_t d = 4097, n = 256;
+	static const tlcm_knn_metric_t ms[] = {
+		TLCM_KNN_EUCLIDEAN, TLCM_KNN_COSINE, TLCM_KNN_MANHATTAN};
+	float *x = malloc(d * sizeof *x);
+	for (size_t t = 0; t < 3; t++) {
+		tlcm_knn_t *ix = make(d, 5, ms[t], TLCM_KNN_UNIFORM, n,
+				      TLCM_KNN_FIFO, false, false);
+		for (size_t i = 0; i < n; i++) {
+			for (size_t j = 0; j < d; j++)
+				x[j] = (float)(j % 7) + rand_gauss();
+			CHECK_INT(tlcm_knn_add(ix, x, d, "w", 0), 0);
+		}
+		CHECK_TYP(ix, 0, 5);
+		tlcm_knn_free(ix);
+	}
+	free(x);
+}
+
 /* Two samples: the distance between them; one, none, an unknown id: 0. */
 static void typical_small(void)
 {
@@ -1016,5 +1069,8 @@ int main(void)
 	typical_small();
 	typical_cache();
 	typical_subset();
+	/* last: the random data of the cases above stays as it was */
+	exact_sizes();
+	typical_wide();
 	return tlcm_test_done();
 }

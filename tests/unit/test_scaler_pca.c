@@ -115,6 +115,121 @@ static void hand_computed(void)
 	free(buf);
 }
 
+/* The projection against two references written here, on random
+ * parameters of many shapes (k a multiple of 4 and not, k = dim, the
+ * fmnist 128 -> 32 and a MobileNet-sized 1280 -> 37):
+ * - straight from the definition, z = ((x - mean) / scale - pca_mean) .
+ *   components^T in double: within float rounding;
+ * - the folded map (scaler_pca.h) as the plain loop over each row of W:
+ *   the same sums in the same order, so on x86-64 (no FMA in the
+ *   baseline, none in the AVX kernel either) bit for bit, elsewhere
+ *   within a float ulp (an FMA may fuse either differently).
+ * Both kernels: the CPU's (AVX on most x86-64) and the portable one. */
+static uint64_t prng = 0x9e3779b97f4a7c15ull;
+
+static double prand(double lo, double hi)
+{
+	prng ^= prng << 13;
+	prng ^= prng >> 7;
+	prng ^= prng << 17;
+	return lo + (hi - lo) * (double)(prng >> 11) / 9007199254740992.0;
+}
+
+static void reference_case(uint32_t dim, uint32_t k, bool portable)
+{
+	size_t nc = (size_t)k * dim;
+	float *mean = malloc(dim * sizeof *mean),
+	      *scale = malloc(dim * sizeof *scale),
+	      *pmean = malloc(dim * sizeof *pmean),
+	      *comp = malloc(nc * sizeof *comp), *x = malloc(dim * sizeof *x),
+	      *z = malloc((k + 1) * sizeof *z);
+	double *w = malloc(nc * sizeof *w), *c = malloc(k * sizeof *c);
+	for (uint32_t i = 0; i < dim; i++) {
+		mean[i] = (float)prand(-2, 2);
+		scale[i] = (float)prand(0.05, 3);
+		pmean[i] = (float)prand(-0.5, 0.5);
+	}
+	for (size_t i = 0; i < nc; i++)
+		comp[i] = (float)prand(-1, 1);
+	spec_t sp = {dim, k, mean, scale, pmean, comp, NULL,
+		     dim, dim, dim, nc, 0};
+	void *buf;
+	size_t len = build(&sp, &buf);
+	tlcm_scaler_pca_t p;
+	char why[256] = "";
+	CHECK_INT(tlcm_scaler_pca_load(&p, buf, len, "random.tspc", why,
+				       sizeof why), 0);
+	if (portable)
+		tlcm_scaler_pca_use_portable(&p);
+	/* the fold, as scaler_pca.h defines it */
+	for (uint32_t j = 0; j < k; j++) {
+		double cj = 0;
+		for (uint32_t i = 0; i < dim; i++) {
+			double cji = comp[(size_t)j * dim + i];
+			w[(size_t)j * dim + i] = cji / scale[i];
+			cj += cji * ((double)mean[i] / scale[i] + pmean[i]);
+		}
+		c[j] = cj;
+	}
+	int far = 0, differ = 0;
+	for (int t = 0; t < 20; t++) {
+		for (uint32_t i = 0; i < dim; i++)
+			x[i] = (float)(t == 0 ? mean[i] : prand(-4, 4));
+		z[k] = 12345.0f; /* must stay: z has k values */
+		tlcm_scaler_pca_apply(&p, x, z);
+		CHECK(z[k] == 12345.0f);
+		for (uint32_t j = 0; j < k; j++) {
+			double def = 0, mag = 0, s = 0;
+			for (uint32_t i = 0; i < dim; i++) {
+				double term = (((double)x[i] - mean[i]) /
+						       scale[i] - pmean[i]) *
+					      comp[(size_t)j * dim + i];
+				def += term;
+				mag += fabs(term);
+				s += w[(size_t)j * dim + i] * x[i];
+			}
+			float plain = (float)(s - c[j]);
+			if (fabs(z[j] - def) > 1.2e-7 * fabs(def) + 1e-12 * mag)
+				far++;
+#if defined(__x86_64__)
+			if (z[j] != plain)
+				differ++;
+#else
+			if (fabsf(z[j] - plain) > 1.2e-7f * fabsf(plain) +
+							  1e-12f * (float)mag)
+				differ++;
+#endif
+		}
+	}
+	if (far || differ)
+		fprintf(stderr, "  dim %u k %u%s: %d values off the "
+			"definition, %d off the plain loop\n", dim, k,
+			portable ? " (portable)" : "", far, differ);
+	CHECK_INT(far, 0);
+	CHECK_INT(differ, 0);
+	tlcm_scaler_pca_free(&p);
+	free(buf);
+	free(mean);
+	free(scale);
+	free(pmean);
+	free(comp);
+	free(x);
+	free(z);
+	free(w);
+	free(c);
+}
+
+static void reference_projection(void)
+{
+	static const uint32_t shapes[][2] = {
+		{128, 32}, {1280, 37}, {3, 2}, {7, 5}, {33, 33}, {100, 1},
+		{64, 9}, {50, 16}, {40, 36}, {16, 12},
+	};
+	for (int portable = 0; portable < 2; portable++)
+		for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+			reference_case(shapes[i][0], shapes[i][1], portable);
+}
+
 /* ---- bad parameter buffers ---------------------------------------------- */
 
 static void expect_bad(const char *name, const void *buf, size_t len,
@@ -435,6 +550,7 @@ int main(void)
 	CHECK_INT(tlcm_registry_add(&reg, &catch_type), 0);
 
 	hand_computed();
+	reference_projection();
 	bad_files();
 	node_in_graph(dir);
 
