@@ -53,5 +53,6 @@ int bench_suite_store(const bench_opts_t *o);
 int bench_suite_features(const bench_opts_t *o);
 int bench_suite_knn(const bench_opts_t *o);
 int bench_suite_drift(const bench_opts_t *o);
+int bench_suite_outbox(const bench_opts_t *o);
 
 #endif

@@ -13,6 +13,8 @@
 
 volatile uint64_t bench_sink;
 
+int bench_suite_upload(const bench_opts_t *o); /* bench_upload.c */
+
 static const bench_suite_t suites[] = {
 	{"fb", "FlatBuffers build/verify/read vs cJSON encode/parse",
 	 bench_suite_fb},
@@ -26,6 +28,10 @@ static const bench_suite_t suites[] = {
 	 bench_suite_knn},
 	{"drift-fmnist", "the learning loop on Fashion-MNIST: accuracy, drift "
 	 "delay, adaptation, ground truth, per-node cost", bench_suite_drift},
+	{"outbox", "outbox enqueue/drain per sync policy vs raw store puts",
+	 bench_suite_outbox},
+	{"upload", "uploader packages/s (4 KiB, one keep-alive connection) "
+	 "per sync policy vs the curl CLI", bench_suite_upload},
 };
 #define NSUITES (sizeof suites / sizeof suites[0])
 

@@ -320,6 +320,34 @@ bool tlcm_json_str(char *buf, size_t *at, size_t end, const char *s);
 bool tlcm_json_count(char *buf, size_t *at, size_t end, bool first,
 		     const char *key, size_t count);
 
+/* Live figures of the running graph, read-only, for nodes that report
+ * on the engine (nodes/telemetry: `metrics`) — the same figures as
+ * introspection's /api/v1/stats. tlcm_graph_nodes() fills out[0..max)
+ * (node order of the graph) and returns how many nodes there are;
+ * tlcm_graph_edges() likewise for the edges. Strings point into the
+ * graph and stay valid for the run. Counters are read relaxed while
+ * other nodes run: each is exact, a set of them is not one instant.
+ * In an isolated node's process the rest of the graph is not visible:
+ * both return 0. */
+typedef struct tlcm_node_figures {
+	const char *id, *type;
+	const char *state; /* "running", "finished", "failed" */
+	uint64_t in, out, dropped, errors, restarts, batches;
+	uint64_t busy_ns;  /* in process() and tick() */
+} tlcm_node_figures_t;
+typedef struct tlcm_edge_figures {
+	const char *from, *from_port, *to, *to_port;
+	uint64_t used, capacity; /* bytes */
+	uint64_t messages, bytes; /* committed so far */
+	uint64_t dropped, full;   /* dropped messages; times found full */
+} tlcm_edge_figures_t;
+size_t tlcm_graph_nodes(tlcm_ctx_t *ctx, tlcm_node_figures_t *out,
+			size_t max);
+size_t tlcm_graph_edges(tlcm_ctx_t *ctx, tlcm_edge_figures_t *out,
+			size_t max);
+/* The graph's name (for reports). */
+const char *tlcm_graph_name(const tlcm_ctx_t *ctx);
+
 /* Log with the node id. */
 void tlcm_node_log(const tlcm_ctx_t *ctx, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

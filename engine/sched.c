@@ -2228,6 +2228,64 @@ static void proc_figures(const sched_t *s, proc_t *p)
 		fclose(f);
 }
 
+size_t tlcm_graph_nodes(tlcm_ctx_t *ctx, tlcm_node_figures_t *out,
+			size_t max)
+{
+	sched_t *s = ctx->s;
+	if (child_mode)
+		return 0;
+	for (size_t i = 0; i < s->n && i < max; i++) {
+		tlcm_ctx_t *c = &s->nodes[i];
+		out[i] = (tlcm_node_figures_t){
+			.id = c->g->id,
+			.type = c->t->name,
+			.state = node_state_name(c),
+			.in = GET(c->st.in),
+			.out = GET(c->st.out),
+			.dropped = GET(c->st.dropped),
+			.errors = GET(c->st.errors),
+			.restarts = GET(c->st.restarts),
+			.batches = GET(c->st.batches),
+			.busy_ns = GET(c->st.busy_ns),
+		};
+	}
+	return s->n;
+}
+
+size_t tlcm_graph_edges(tlcm_ctx_t *ctx, tlcm_edge_figures_t *out,
+			size_t max)
+{
+	sched_t *s = ctx->s;
+	const tlcm_graph_t *g = s->g;
+	if (child_mode)
+		return 0;
+	for (size_t i = 0; i < g->nedges && i < max; i++) {
+		const tlcm_gedge_t *e = &g->edges[i];
+		const tlcm_gnode_t *from = &g->nodes[e->from];
+		tlcm_ring_stats_t st;
+		tlcm_ring_stats(s->rings[i], &st);
+		out[i] = (tlcm_edge_figures_t){
+			.from = from->id,
+			.from_port = from->type->outputs[e->from_port].name,
+			.to = g->nodes[e->to].id,
+			.to_port = tlcm_gnode_input_name(&g->nodes[e->to],
+							 e->to_port),
+			.used = st.used,
+			.capacity = st.capacity,
+			.messages = st.committed,
+			.bytes = st.bytes,
+			.dropped = st.dropped,
+			.full = st.full,
+		};
+	}
+	return g->nedges;
+}
+
+const char *tlcm_graph_name(const tlcm_ctx_t *ctx)
+{
+	return ctx->s->g->name;
+}
+
 static char *ins_stats(void *arg)
 {
 	sched_t *s = arg;

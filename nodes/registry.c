@@ -7,9 +7,12 @@
 #include "nodes/eval/eval.h"
 #include "nodes/features/features.h"
 #include "nodes/knn/knn.h"
+#include "nodes/packager/packager.h"
 #include "nodes/quarantine/quarantine.h"
+#include "nodes/telemetry/telemetry.h"
 #include "nodes/test/test_nodes.h"
 #include "nodes/transform/scaler_pca.h"
+#include "nodes/uploader/uploader.h"
 
 static const tlcm_node_type_t *const builtin[] = {
 	&tlcm_node_gen,
@@ -32,6 +35,10 @@ static const tlcm_node_type_t *const builtin[] = {
 	&tlcm_node_quarantine,
 	&tlcm_node_adapt_heuristic,
 	&tlcm_node_eval_scenario,
+	&tlcm_node_packager,
+	&tlcm_node_metrics,
+	&tlcm_node_logs,
+	&tlcm_node_uploader,
 };
 
 int tlcm_builtin_nodes(tlcm_registry_t *r)
