@@ -1,12 +1,13 @@
 # Makefile — a thin front over CMake. See README.md.
 #   make demo    install dependencies, build, run the demo
+#   make demo-sync  the demo uploading to a local test core (tests/server)
 #   make test    install dependencies, build (gcc, clang+ASan/UBSan+fuzz,
 #                gcc+TSan) and run every test; ends with ctest's summary
 #   make build   release build into build/
 #   make bench   run every benchmark suite (JSON lines on stdout)
 # Long soak and fault runs: TLCM_SOAK=1 make test.
 
-.PHONY: all deps build demo test bench clean
+.PHONY: all deps build demo demo-sync test bench clean
 
 all: build
 
@@ -20,6 +21,12 @@ build: deps
 # evaluation table at the end.
 demo: build
 	build/bin/tinylcm run graphs/demo.yaml
+
+# The same with store and forward (graphs/demo-sync.yaml): the device
+# packages its drift events and metrics and uploads them to tests/server's
+# tlcm-test-server on a free loopback port; prints what arrived there.
+demo-sync: build
+	tools/demo-sync
 
 test: deps
 	@tools/run-tests

@@ -138,7 +138,10 @@ struct sched {
 
 /* Engine singleton: stop requests from signal handlers and from other
  * threads (tlcm_request_stop) for the graph being run. A lock-free atomic:
- * safe in a handler and seen across threads. */
+ * safe in a handler and seen across threads. It only ever grows: a run
+ * counts the requests made since it started (see tlcm_graph_run), so a
+ * stop that ended one run never stops the next, and a run never resets
+ * what another one running at the same time has yet to see. */
 static atomic_int stop_signals;
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "stop_signals must be lock-free");
 
@@ -2565,6 +2568,9 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 		   tlcm_run_result_t *res)
 {
 	memset(res, 0, sizeof *res);
+	/* stop requests count from here on: one made before this run (the
+	 * one that stopped an earlier run in this process) is not for us */
+	unsigned stops0 = (unsigned)atomic_load(&stop_signals);
 	sched_t *s = calloc(1, sizeof *s);
 	if (!s)
 		return TLCM_ENOMEM;
@@ -2619,7 +2625,6 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 
 	struct sigaction sa = {0}, old_int, old_term;
 	if (o && o->handle_signals) {
-		atomic_store(&stop_signals, 0);
 		sa.sa_handler = on_signal;
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGINT, &sa, &old_int);
@@ -2658,7 +2663,7 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 	for (size_t i = 0; i < s->n; i++)
 		wake(&s->nodes[i]);
 
-	int seen_signals = 0;
+	unsigned seen_signals = 0;
 	pthread_mutex_lock(&s->mu);
 	while (atomic_load(&s->nfinished) < s->n) {
 		/* signals and the duration are polled: 4 wake-ups a second
@@ -2679,7 +2684,7 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 		}
 		pthread_cond_timedwait(&s->done_cv, &s->mu, &ts);
 		pthread_mutex_unlock(&s->mu);
-		int sigs = atomic_load(&stop_signals);
+		unsigned sigs = (unsigned)atomic_load(&stop_signals) - stops0;
 		if (sigs != seen_signals) {
 			seen_signals = sigs;
 			if (sigs == 1) {

@@ -13,6 +13,7 @@
 #include "nodes/test/test_nodes.h"
 #include "nodes/transform/scaler_pca.h"
 #include "nodes/uploader/uploader.h"
+#include "nodes/updater/updater.h"
 
 static const tlcm_node_type_t *const builtin[] = {
 	&tlcm_node_gen,
@@ -39,6 +40,7 @@ static const tlcm_node_type_t *const builtin[] = {
 	&tlcm_node_metrics,
 	&tlcm_node_logs,
 	&tlcm_node_uploader,
+	&tlcm_node_updater,
 };
 
 int tlcm_builtin_nodes(tlcm_registry_t *r)

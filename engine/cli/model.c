@@ -1,12 +1,18 @@
-/* model.c — `tinylcm model info|run|import`: look at, run and import
- * models (nodes/features/model.h) outside a graph.
+/* model.c — `tinylcm model info|run|import|keygen|sign|verify`: look at,
+ * run and import models (nodes/features/model.h) outside a graph, and
+ * make the keys and signed offers of model updates (nodes/updater/
+ * verify.h; docs/models.md, "Signed updates").
  *
  * info prints the model's tensors, ops, input/outputs, parameter count and
  * preprocessing; run feeds inputs (IDX images, preprocessed with the
  * model's scale/mean/std, or raw float32 tensors) through the XNNPACK
  * runtime in batches and prints one JSON line per input; import converts
- * a .tflite file and checks the result loads. Exit status as for the other
- * commands: 0 ok, 1 failure (with a message naming the problem), 2 usage.
+ * a .tflite file and checks the result loads. keygen makes an Ed25519
+ * key pair (PREFIX.key, secret, for the core; PREFIX.pub for devices);
+ * sign prints the signed offer of a file as the core serves it; verify
+ * runs a device's checks on an offer and a file. Exit status as for the
+ * other commands: 0 ok, 1 failure (with a message naming the problem), 2
+ * usage.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -15,12 +21,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <sodium.h>
 
 #include "engine/error.h"
 #include "nodes/capture/idx.h"
 #include "nodes/features/model.h"
 #include "nodes/features/tflite.h"
 #include "nodes/features/xnn.h"
+#include "nodes/updater/verify.h"
 
 int tlcm_cli_model(int argc, char **argv);
 
@@ -517,10 +530,323 @@ static int model_import(int argc, char **argv)
 	return ok ? 0 : 1;
 }
 
+/* ---- keys and signed offers ---------------------------------------------- */
+
+#define SIGN_USAGE                                                          \
+	"usage: tinylcm model keygen --key-id ID -o PREFIX\n"              \
+	"       tinylcm model sign FILE --name NAME --version N --key "      \
+	"PREFIX.key\n"                                                       \
+	"                          [--expires-in 30d | --expires-s S]\n"     \
+	"                          [--created-s S] [--url URL]\n"            \
+	"       tinylcm model verify FILE --offer OFFER.json --keys "        \
+	"KEYS.pub\n"                                                         \
+	"                          [--running N]\n"
+
+/* "--opt VALUE" at argv[*i]: the value, or NULL (usage error said). */
+static const char *opt_value(int argc, char **argv, int *i)
+{
+	if (*i + 1 >= argc) {
+		usage_error("%s needs a value", argv[*i]);
+		return NULL;
+	}
+	return argv[++*i];
+}
+
+static bool parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+	errno = 0;
+	unsigned long long x = strtoull(s, &end, 10);
+	if (!*s || *end || errno || *s == '-')
+		return false;
+	*v = x;
+	return true;
+}
+
+/* "30d", "12h", "90m", "3600s" or seconds. */
+static bool parse_secs(const char *s, uint64_t *v)
+{
+	char *end;
+	errno = 0;
+	unsigned long long x = strtoull(s, &end, 10);
+	if (end == s || errno || *s == '-')
+		return false;
+	uint64_t mul = !strcmp(end, "d") ? 86400 : !strcmp(end, "h") ? 3600
+		       : !strcmp(end, "m") ? 60
+		       : !*end || !strcmp(end, "s") ? 1 : 0;
+	if (!mul)
+		return false;
+	*v = x * mul;
+	return true;
+}
+
+static int model_keygen(int argc, char **argv)
+{
+	const char *id = NULL, *prefix = NULL;
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--key-id")) {
+			if (!(id = opt_value(argc, argv, &i)))
+				return 2;
+		} else if (!strcmp(argv[i], "-o")) {
+			if (!(prefix = opt_value(argc, argv, &i)))
+				return 2;
+		} else {
+			return usage_error("keygen: unknown argument %s",
+					   argv[i]);
+		}
+	}
+	if (!id || !prefix)
+		return usage_error("keygen needs --key-id ID -o PREFIX");
+	if (!upd_valid_key_id(id))
+		return usage_error("--key-id: want [A-Za-z0-9._-]{1,%d}",
+				   UPD_KEY_ID_MAX);
+	if (upd_crypto_init()) {
+		fprintf(stderr, "tinylcm model: libsodium does not "
+			"initialise\n");
+		return 1;
+	}
+	uint8_t pk[UPD_PK_BYTES], sk[UPD_SK_BYTES];
+	crypto_sign_keypair(pk, sk);
+	char b64[200], path[4096];
+	snprintf(path, sizeof path, "%s.key", prefix);
+	/* the secret never replaces a file and is readable by us only */
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "tinylcm model: %s: %s\n", path,
+			strerror(errno));
+		sodium_memzero(sk, sizeof sk);
+		return 1;
+	}
+	upd_b64_encode(sk, sizeof sk, b64, sizeof b64);
+	sodium_memzero(sk, sizeof sk);
+	char line[400];
+	int n = snprintf(line, sizeof line, "# Ed25519 secret key: signs "
+			 "model updates; keep it on the core only\n%s %s\n",
+			 id, b64);
+	sodium_memzero(b64, sizeof b64);
+	bool ok = write(fd, line, (size_t)n) == n && !fsync(fd);
+	sodium_memzero(line, sizeof line);
+	if (close(fd) || !ok) {
+		fprintf(stderr, "tinylcm model: %s: cannot write\n", path);
+		return 1;
+	}
+	snprintf(path, sizeof path, "%s.pub", prefix);
+	upd_b64_encode(pk, sizeof pk, b64, sizeof b64);
+	FILE *f = fopen(path, "wx");
+	if (!f || fprintf(f, "# Ed25519 public key: devices trust model "
+			  "updates it signed\n%s %s\n", id, b64) < 0 ||
+	    fclose(f)) {
+		fprintf(stderr, "tinylcm model: %s: %s\n", path,
+			strerror(errno));
+		return 1;
+	}
+	printf("%s.key (secret) and %s.pub: key id %s, public key %s\n",
+	       prefix, prefix, id, b64);
+	return 0;
+}
+
+/* The one key of a secret key file ("ID BASE64" of 64 bytes). */
+static int read_secret(const char *path, char *id, uint8_t sk[UPD_SK_BYTES])
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "tinylcm model: %s: %s\n", path,
+			strerror(errno));
+		return 1;
+	}
+	char line[512], b64[256];
+	int found = 0;
+	while (!found && fgets(line, sizeof line, f)) {
+		if (line[0] == '#')
+			continue;
+		char kid[128];
+		if (sscanf(line, "%127s %255s", kid, b64) == 2 &&
+		    upd_valid_key_id(kid) && upd_b64_decode(b64, sk,
+							    UPD_SK_BYTES)) {
+			snprintf(id, UPD_KEY_ID_MAX + 1, "%.*s", UPD_KEY_ID_MAX,
+				 kid);
+			found = 1;
+		}
+	}
+	sodium_memzero(line, sizeof line);
+	sodium_memzero(b64, sizeof b64);
+	fclose(f);
+	if (!found) {
+		fprintf(stderr, "tinylcm model: %s: no \"KEY_ID BASE64\" secret"
+			" key (64 bytes; a .pub file cannot sign)\n", path);
+		return 1;
+	}
+	return 0;
+}
+
+static int model_sign(int argc, char **argv)
+{
+	const char *file = NULL, *name = NULL, *keyf = NULL, *url = NULL;
+	uint64_t version = 0, created = (uint64_t)time(NULL), expires = 0,
+		 expires_in = 30 * 86400;
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i], *v;
+		if (a[0] != '-') {
+			if (file)
+				return usage_error("sign: one file, got '%s' "
+						   "too", a);
+			file = a;
+			continue;
+		}
+		if (!(v = opt_value(argc, argv, &i)))
+			return 2;
+		if (!strcmp(a, "--name"))
+			name = v;
+		else if (!strcmp(a, "--key"))
+			keyf = v;
+		else if (!strcmp(a, "--url"))
+			url = v;
+		else if (!strcmp(a, "--version")) {
+			if (!parse_u64(v, &version) || !version)
+				return usage_error("--version: want a whole "
+						   "number >= 1");
+		} else if (!strcmp(a, "--created-s")) {
+			if (!parse_u64(v, &created))
+				return usage_error("--created-s: want seconds");
+		} else if (!strcmp(a, "--expires-s")) {
+			if (!parse_u64(v, &expires))
+				return usage_error("--expires-s: want seconds");
+		} else if (!strcmp(a, "--expires-in")) {
+			if (!parse_secs(v, &expires_in))
+				return usage_error("--expires-in: want e.g. 30d,"
+						   " 12h, 90m or seconds");
+		} else {
+			return usage_error("sign: unknown option %s", a);
+		}
+	}
+	if (!file || !name || !version || !keyf)
+		return usage_error("sign needs FILE --name NAME --version N "
+				   "--key PREFIX.key");
+	if (!upd_valid_name(name))
+		return usage_error("--name: want [A-Za-z0-9._-]{1,%d}",
+				   UPD_NAME_MAX);
+	upd_meta_t m = {0};
+	snprintf(m.name, sizeof m.name, "%s", name);
+	m.version = version;
+	m.created_s = (int64_t)created;
+	m.expires_s = (int64_t)(expires ? expires : created + expires_in);
+	if (url)
+		snprintf(m.url, sizeof m.url, "%s", url);
+	else
+		snprintf(m.url, sizeof m.url, "/api/v1/models/%s/%" PRIu64,
+			 name, version);
+	char why[WHY];
+	if (upd_sha256_file(file, UINT64_MAX, m.sha256, why, sizeof why)) {
+		fprintf(stderr, "tinylcm model: %s\n", why);
+		return 1;
+	}
+	FILE *f = fopen(file, "rb");
+	if (!f || fseek(f, 0, SEEK_END)) {
+		fprintf(stderr, "tinylcm model: %s: %s\n", file,
+			strerror(errno));
+		if (f)
+			fclose(f);
+		return 1;
+	}
+	m.size = (uint64_t)ftell(f);
+	fclose(f);
+	char id[UPD_KEY_ID_MAX + 1];
+	uint8_t sk[UPD_SK_BYTES];
+	if (read_secret(keyf, id, sk))
+		return 1;
+	int rc = upd_sign(&m, id, sk);
+	sodium_memzero(sk, sizeof sk);
+	char *j = rc ? NULL : upd_meta_to_json(&m);
+	if (!j) {
+		fprintf(stderr, "tinylcm model: cannot sign\n");
+		return 1;
+	}
+	printf("%s\n", j);
+	free(j);
+	return 0;
+}
+
+static int model_verify(int argc, char **argv)
+{
+	const char *file = NULL, *offer = NULL, *keys = NULL;
+	uint64_t running = 0;
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i], *v;
+		if (a[0] != '-') {
+			if (file)
+				return usage_error("verify: one file, got '%s' "
+						   "too", a);
+			file = a;
+			continue;
+		}
+		if (!(v = opt_value(argc, argv, &i)))
+			return 2;
+		if (!strcmp(a, "--offer"))
+			offer = v;
+		else if (!strcmp(a, "--keys"))
+			keys = v;
+		else if (!strcmp(a, "--running")) {
+			if (!parse_u64(v, &running))
+				return usage_error("--running: want a version");
+		} else {
+			return usage_error("verify: unknown option %s", a);
+		}
+	}
+	if (!file || !offer || !keys)
+		return usage_error("verify needs FILE --offer OFFER.json --keys "
+				   "KEYS.pub");
+	void *text;
+	size_t len;
+	if (slurp(offer, &text, &len))
+		return 1;
+	cJSON *j = cJSON_ParseWithLength(text, len);
+	free(text);
+	upd_meta_t m;
+	const char *code;
+	char why[WHY];
+	upd_keys_t ks = {0};
+	int rc = upd_meta_from_json(j, &m, &code, why, sizeof why);
+	cJSON_Delete(j);
+	if (!rc && (rc = upd_keys_load(&ks, keys, why, sizeof why)))
+		code = "keys";
+	if (!rc)
+		rc = upd_check(&m, &ks, running, (int64_t)time(NULL), &code,
+			       why, sizeof why);
+	upd_keys_free(&ks);
+	char sha[65];
+	if (!rc && (rc = upd_sha256_file(file, UINT64_MAX, sha, why,
+					 sizeof why)))
+		code = "io";
+	if (!rc && strcmp(sha, m.sha256)) {
+		code = "sha256_mismatch";
+		rc = tlcm_fail(why, sizeof why, TLCM_EPERM, "%s has SHA-256 %s"
+			       ", the signed offer says %s", file, sha,
+			       m.sha256);
+	}
+	if (rc) {
+		fprintf(stderr, "tinylcm model: refused [%s]: %s\n", code, why);
+		return 1;
+	}
+	printf("ok: %s@%" PRIu64 " signed by %s, SHA-256 %s, expires %" PRId64
+	       "\n", m.name, m.version, m.key_id, m.sha256, m.expires_s);
+	return 0;
+}
+
 int tlcm_cli_model(int argc, char **argv)
 {
 	if (argc < 2)
-		return usage_error("which subcommand? info, run or import");
+		return usage_error("which subcommand? info, run, import, "
+				   "keygen, sign or verify");
+	if (!strcmp(argv[1], "keygen") || !strcmp(argv[1], "sign") ||
+	    !strcmp(argv[1], "verify")) {
+		if (argc == 2) {
+			fputs(SIGN_USAGE, stderr);
+			return 2;
+		}
+		return !strcmp(argv[1], "keygen") ? model_keygen(argc, argv)
+		       : !strcmp(argv[1], "sign") ? model_sign(argc, argv)
+						  : model_verify(argc, argv);
+	}
 	if (!strcmp(argv[1], "info"))
 		return model_info(argc, argv);
 	if (!strcmp(argv[1], "run"))

@@ -12,17 +12,27 @@
  * end of stream; it runs as power-of-two sized pieces so that at most
  * log2(batch) + 1 runtimes exist. Frames that do not fit the model are
  * counted and logged (naming the frame id) and skipped.
+ *
+ * Hot reload: `model` is a run-time parameter. Setting it (a SetParam
+ * control message, e.g. from the `updater` after it swapped the file)
+ * runs the waiting frames on the old model, then builds the new one
+ * beside it; only when that worked does the node switch. Either way it
+ * says so on `events` (ModelEvent Loaded / LoadFailed with the loader's
+ * reason): a model that fails to load never stops the node, which keeps
+ * running the one it had.
  */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/log.h"
 #include "engine/node.h"
 #include "fb/features_fb.h"
 #include "fb/frame_fb.h"
+#include "fb/model_event_fb.h"
 #include "nodes/features/features.h"
 #include "nodes/features/model.h"
 #include "nodes/features/xnn.h"
@@ -46,8 +56,9 @@ typedef struct {
 	tlcm_xnn_batch_t *full; /* the `batch`-sized buffers, filled in place */
 	frame_meta_t *meta;    /* per waiting frame */
 	size_t pending;
+	char *path;            /* the file the running model came from */
 	/* counters */
-	uint64_t frames, bad, dropped, runs, infer_ns;
+	uint64_t frames, bad, dropped, runs, infer_ns, reloads, reload_failures;
 } feat_t;
 
 static const tlcm_port_desc_t inputs[] = {
@@ -58,12 +69,16 @@ static const tlcm_port_desc_t inputs[] = {
 static const tlcm_port_desc_t outputs[] = {
 	{"out", "FEAT", "one Features per frame: embedding, optional logits, "
 	 "inference time; trace id = frame id", 0},
+	{"events", "MEVT", "after a reload (`model` set while running): "
+	 "ModelEvent Loaded, or LoadFailed with the reason (the old model "
+	 "keeps running)", 0},
 	{0},
 };
 
 static const tlcm_param_desc_t params[] = {
 	{"model", TLCM_P_PATH, NULL, "model file: .tlm, or a float32 .tflite "
-	 "(converted at start)", 0, 0, NULL, 0},
+	 "(converted at start); setting it while running reloads", 0, 0, NULL,
+	 TLCM_PARAM_RUNTIME},
 	{"output", TLCM_P_STRING, "embedding", "model output emitted as the "
 	 "embedding", 0, 0, NULL, 0},
 	{"logits", TLCM_P_STRING, "", "model output emitted as logits; empty: "
@@ -87,55 +102,49 @@ static const tlcm_param_desc_t params[] = {
 
 /* A list parameter of numbers into v (at most cap values). */
 static int param_floats(tlcm_ctx_t *ctx, const char *name, float *v,
-			size_t cap, size_t *n)
+			size_t cap, size_t *n, char *why, size_t wcap)
 {
 	const char *const *items;
 	*n = tlcm_param_list(ctx, name, &items);
-	if (*n > cap) {
-		tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s: %zu values, expected 1 "
-			      "or one per channel (at most %zu)", name, *n, cap);
-		return TLCM_EINVAL;
-	}
+	if (*n > cap)
+		return tlcm_fail(why, wcap, TLCM_EINVAL, "%s: %zu values, "
+				 "expected 1 or one per channel (at most %zu)",
+				 name, *n, cap);
 	for (size_t i = 0; i < *n; i++) {
 		char *end;
 		v[i] = strtof(items[i], &end);
-		if (end == items[i] || *end) {
-			tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s[%zu]: '%s' is not "
-				      "a number", name, i, items[i]);
-			return TLCM_EINVAL;
-		}
+		if (end == items[i] || *end)
+			return tlcm_fail(why, wcap, TLCM_EINVAL, "%s[%zu]: '%s' "
+					 "is not a number", name, i, items[i]);
 	}
 	return 0;
 }
 
 /* The params' overrides of the model's preprocessing. */
-static int setup_prep(tlcm_ctx_t *ctx, feat_t *f)
+static int setup_prep(tlcm_ctx_t *ctx, feat_t *f, char *why, size_t cap)
 {
-	char why[WHY];
 	float v[TLCM_PREP_MAX_CHANNELS];
 	size_t n;
-	int rc = tlcm_prep_init(&f->prep, f->m, why, sizeof why);
+	int rc = tlcm_prep_init(&f->prep, f->m, why, cap);
 	double scale = tlcm_param_float(ctx, "scale");
 	if (!rc && scale != 0)
 		f->prep.scale = (float)scale;
-	if (!rc && (rc = param_floats(ctx, "mean", v, TLCM_PREP_MAX_CHANNELS,
-				      &n)))
-		return rc; /* logged */
+	if (!rc)
+		rc = param_floats(ctx, "mean", v, TLCM_PREP_MAX_CHANNELS, &n,
+				  why, cap);
 	if (!rc && n)
-		rc = tlcm_prep_set_mean(&f->prep, v, n, why, sizeof why);
-	if (!rc && (rc = param_floats(ctx, "std", v, TLCM_PREP_MAX_CHANNELS,
-				      &n)))
-		return rc;
+		rc = tlcm_prep_set_mean(&f->prep, v, n, why, cap);
+	if (!rc)
+		rc = param_floats(ctx, "std", v, TLCM_PREP_MAX_CHANNELS, &n,
+				  why, cap);
 	if (!rc && n)
-		rc = tlcm_prep_set_std(&f->prep, v, n, why, sizeof why);
-	if (rc)
-		tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s", why);
+		rc = tlcm_prep_set_std(&f->prep, v, n, why, cap);
 	return rc;
 }
 
-/* Index into m->outputs of the output `name` names; -1 with a log. */
-static int find_output(tlcm_ctx_t *ctx, const tlcm_model_t *m,
-		       const char *param, const char *name)
+/* Index into m->outputs of the output `name` names; -1 with why set. */
+static int find_output(const tlcm_model_t *m, const char *param,
+		       const char *name, char *why, size_t cap)
 {
 	int k = tlcm_model_output_index(m, name);
 	if (k >= 0)
@@ -146,8 +155,8 @@ static int find_output(tlcm_ctx_t *ctx, const tlcm_model_t *m,
 		used += (size_t)snprintf(list + used, sizeof list - used,
 					 "%s'%s'", i ? ", " : "",
 					 m->tensors[m->outputs[i]].name);
-	tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s: the model %s has no output '%s'"
-		      " (its outputs: %s)", param, m->origin, name, list);
+	tlcm_fail(why, cap, TLCM_EINVAL, "%s: the model %s has no output '%s'"
+		  " (its outputs: %s)", param, m->origin, name, list);
 	return -1;
 }
 
@@ -158,7 +167,42 @@ static void fini(tlcm_ctx_t *ctx, void *st)
 	tlcm_xnn_free(f->x);
 	tlcm_model_free(f->m);
 	free(f->meta);
+	free(f->path);
 	memset(f, 0, sizeof *f);
+}
+
+/* Load the model at path and build everything that runs it into f
+ * (zeroed); on failure f holds nothing and why says what went wrong. */
+static int build(tlcm_ctx_t *ctx, feat_t *f, const char *path, char *why,
+		 size_t cap)
+{
+	int rc = tlcm_model_load(&f->m, path, why, cap);
+	if (rc)
+		return rc;
+	f->batch = (size_t)tlcm_param_int(ctx, "batch");
+	f->wait_ns = tlcm_param_duration_ns(ctx, "batch_wait");
+	f->insz = f->m->tensors[f->m->input].size;
+	const char *lg = tlcm_param_str(ctx, "logits");
+	f->emb = find_output(f->m, "output", tlcm_param_str(ctx, "output"),
+			     why, cap);
+	f->logits = f->emb >= 0 && lg && *lg
+			    ? find_output(f->m, "logits", lg, why, cap) : -1;
+	rc = f->emb < 0 || (lg && *lg && f->logits < 0) ? TLCM_EINVAL : 0;
+	if (!rc)
+		rc = setup_prep(ctx, f, why, cap);
+	if (!rc)
+		rc = tlcm_xnn_new(&f->x, f->m,
+				  (int)tlcm_param_int(ctx, "threads"), why,
+				  cap);
+	if (!rc)
+		rc = tlcm_xnn_batch(f->x, f->batch, &f->full, why, cap);
+	if (!rc && (!(f->meta = calloc(f->batch, sizeof *f->meta)) ||
+		    !(f->path = strdup(path))))
+		rc = tlcm_fail(why, cap, TLCM_ENOMEM, "%s: out of memory",
+			       path);
+	if (rc)
+		fini(ctx, f);
+	return rc;
 }
 
 static int init(tlcm_ctx_t *ctx, void *st)
@@ -166,30 +210,9 @@ static int init(tlcm_ctx_t *ctx, void *st)
 	feat_t *f = st;
 	char why[WHY];
 	const char *path = tlcm_param_str(ctx, "model");
-	int rc = tlcm_model_load(&f->m, path, why, sizeof why);
+	int rc = build(ctx, f, path, why, sizeof why);
 	if (rc) {
 		tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s", why);
-		return rc;
-	}
-	f->batch = (size_t)tlcm_param_int(ctx, "batch");
-	f->wait_ns = tlcm_param_duration_ns(ctx, "batch_wait");
-	f->insz = f->m->tensors[f->m->input].size;
-	const char *lg = tlcm_param_str(ctx, "logits");
-	f->emb = find_output(ctx, f->m, "output", tlcm_param_str(ctx, "output"));
-	f->logits = lg && *lg ? find_output(ctx, f->m, "logits", lg) : -1;
-	rc = f->emb < 0 || (lg && *lg && f->logits < 0) ? TLCM_EINVAL : 0;
-	if (!rc)
-		rc = setup_prep(ctx, f);
-	if (!rc && ((rc = tlcm_xnn_new(&f->x, f->m,
-				       (int)tlcm_param_int(ctx, "threads"), why,
-				       sizeof why)) ||
-		    (rc = tlcm_xnn_batch(f->x, f->batch, &f->full, why,
-					 sizeof why))))
-		tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s", why);
-	if (!rc && !(f->meta = calloc(f->batch, sizeof *f->meta)))
-		rc = TLCM_ENOMEM;
-	if (rc) {
-		fini(ctx, f);
 		return rc;
 	}
 	tlcm_node_log(ctx, TLCM_LOG_INFO, "model %s ('%s'): input %ux%ux%u, "
@@ -381,16 +404,96 @@ static int eos(tlcm_ctx_t *ctx, void *st)
 	return flush(ctx, st);
 }
 
+/* ---- hot reload ---------------------------------------------------------- */
+
+static uint64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ModelEvent on `events`: Loaded or LoadFailed (nobody listening is
+ * fine: an unconnected port discards it). */
+static void model_event(tlcm_ctx_t *ctx, tlcm_ModelEventKind_enum_t kind,
+			const char *path, const char *name, const char *reason)
+{
+	tlcm_fbb_t b;
+	if (tlcm_emit_begin(ctx, 1, &b, 512 + strlen(path) + strlen(name) +
+					    strlen(reason)))
+		return;
+	tlcm_fbb_ref_t p = tlcm_fbb_cstring(&b, path);
+	tlcm_fbb_ref_t n = tlcm_fbb_cstring(&b, name);
+	tlcm_fbb_ref_t r = tlcm_fbb_cstring(&b, reason);
+	tlcm_fbb_ref_t c = tlcm_fbb_cstring(&b, kind == tlcm_ModelEventKind_Loaded
+						    ? "" : "load_failed");
+	tlcm_ModelEvent_start(&b);
+	tlcm_ModelEvent_add_kind(&b, kind);
+	tlcm_ModelEvent_add_model(&b, n);
+	tlcm_ModelEvent_add_path(&b, p);
+	tlcm_ModelEvent_add_code(&b, c);
+	tlcm_ModelEvent_add_reason(&b, r);
+	tlcm_ModelEvent_add_time_ns(&b, wall_ns());
+	tlcm_emit_end(ctx, 1, &b, tlcm_ModelEvent_end(&b),
+		      tlcm_ModelEvent_IDENTIFIER);
+}
+
+/* `model` was set: build the new model beside the running one and switch
+ * only when it works. Returns 0 when the load fails (the node runs on
+ * with the old model and says so), so a bad file never stops a graph. */
+static int param_changed(tlcm_ctx_t *ctx, void *st, const char *name)
+{
+	feat_t *f = st;
+	if (strcmp(name, "model"))
+		return 0;
+	const char *path = tlcm_param_str(ctx, "model");
+	/* the frames waiting were prepared for the old model's input */
+	int rc = flush(ctx, f);
+	if (rc)
+		return rc;
+	char why[WHY];
+	feat_t nf = {0};
+	rc = build(ctx, &nf, path, why, sizeof why);
+	if (rc) {
+		f->reload_failures++;
+		tlcm_node_log(ctx, TLCM_LOG_ERROR, "reload: %s; still running "
+			      "%s ('%s')", why, f->path, f->m->name);
+		model_event(ctx, tlcm_ModelEventKind_LoadFailed, path, "", why);
+		return 0;
+	}
+	nf.frames = f->frames, nf.bad = f->bad, nf.dropped = f->dropped;
+	nf.runs = f->runs, nf.infer_ns = f->infer_ns;
+	nf.reloads = f->reloads + 1;
+	nf.reload_failures = f->reload_failures;
+	fini(ctx, f);
+	*f = nf;
+	tlcm_node_log(ctx, TLCM_LOG_INFO, "reloaded model %s ('%s'): input "
+		      "%ux%ux%u, embedding %zu values", path, f->m->name,
+		      f->prep.width, f->prep.height, f->prep.channels,
+		      f->m->tensors[f->m->outputs[f->emb]].size);
+	model_event(ctx, tlcm_ModelEventKind_Loaded, path,
+		    f->m->name ? f->m->name : "", "");
+	return 0;
+}
+
 static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 {
 	feat_t *f = st;
 	(void)ctx;
 	uint64_t ran = f->frames - f->pending;
-	snprintf(buf, len, "{\"frames\":%" PRIu64 ",\"bad\":%" PRIu64
+	char path[600];
+	size_t at = 0;
+	if (!tlcm_json_str(path, &at, sizeof path - 1, f->path ? f->path : ""))
+		at = 0, path[at++] = '"', path[at++] = '"';
+	path[at] = 0;
+	int w = snprintf(buf, len, "{\"frames\":%" PRIu64 ",\"bad\":%" PRIu64
 		 ",\"dropped\":%" PRIu64 ",\"runs\":%" PRIu64 ",\"pending\":%zu"
-		 ",\"infer_ns_per_frame\":%" PRIu64 "}", f->frames, f->bad,
-		 f->dropped, f->runs, f->pending, ran ? f->infer_ns / ran : 0);
-	return 0;
+		 ",\"infer_ns_per_frame\":%" PRIu64 ",\"model\":%s,"
+		 "\"reloads\":%" PRIu64 ",\"reload_failures\":%" PRIu64 "}",
+		 f->frames, f->bad, f->dropped, f->runs, f->pending,
+		 ran ? f->infer_ns / ran : 0, path, f->reloads,
+		 f->reload_failures);
+	return w < 0 || (size_t)w >= len ? TLCM_ENOSPC : 0;
 }
 
 const tlcm_node_type_t tlcm_node_features_xnnpack = {
@@ -404,6 +507,7 @@ const tlcm_node_type_t tlcm_node_features_xnnpack = {
 	.process = process,
 	.tick = tick,
 	.eos = eos,
+	.param_changed = param_changed,
 	.describe = describe,
 	.fini = fini,
 };

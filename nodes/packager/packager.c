@@ -10,8 +10,11 @@
  * length][FlatBuffer]` compressed with zstd, PNG attachments — and puts
  * it in the outbox, which applies retention (max_bytes, max_age) in the
  * same batch: evicted packages come back to us and leave as a counted
- * Dropped event on `dropped` and a log line. Each queued package is
- * announced on `queued` (the uploader syncs at once for a drift).
+ * Dropped event on `dropped` and a log line — as does a package the
+ * outbox refuses because only more important ones could make room for
+ * it (TLCM_ENOSPC: it is the least important one then). Each queued
+ * package is announced on `queued` (the uploader syncs at once for a
+ * drift).
  * Metrics are sanitised (sensitive keys → "REDACTED") and made
  * incremental on the way in (pkg_metrics.h), so nothing sensitive ever
  * reaches the disk.
@@ -42,6 +45,7 @@
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,7 +136,13 @@ typedef struct {
 	uint32_t pad;
 	uint64_t too_big;
 	uint64_t reported; /* dropped packages already reported */
+	uint64_t no_room;  /* refused by a full outbox (absent in records
+			      written before it: 24 bytes) */
 } counters_rec_t;
+
+#define COUNTERS_V1_SIZE 24
+_Static_assert(offsetof(counters_rec_t, no_room) == COUNTERS_V1_SIZE,
+	       "the counters record only grows at its end");
 
 typedef struct {
 	/* parameters */
@@ -161,7 +171,7 @@ typedef struct {
 	size_t nstale, stalecap;
 	uint64_t next_expire;
 	/* counters */
-	uint64_t items, queued, bad, too_big, reported,
+	uint64_t items, queued, bad, too_big, no_room, reported,
 		write_failures, put_failures, recovered;
 } pk_t;
 
@@ -392,7 +402,7 @@ static uint64_t dropped_total(pk_t *p)
 {
 	tlcm_outbox_stats_t st = {0};
 	tlcm_outbox_stats(p->ob, &st);
-	return st.evicted + p->too_big;
+	return st.evicted + p->too_big + p->no_room;
 }
 
 /* A PackageEvent about n entries (count may be more than n when the list
@@ -425,7 +435,7 @@ static void event_build(tlcm_ctx_t *ctx, pk_t *p, int kind,
 	tlcm_fbb_ref_t r = reason ? tlcm_fbb_cstring(&b, reason) : 0;
 	tlcm_outbox_stats_t st = {0};
 	tlcm_outbox_stats(p->ob, &st);
-	uint64_t total = st.evicted + p->too_big;
+	uint64_t total = st.evicted + p->too_big + p->no_room;
 	tlcm_PackageEvent_start(&b);
 	tlcm_PackageEvent_add_event(&b, (int8_t)kind);
 	tlcm_PackageEvent_add_time_ns(&b, wall_ns());
@@ -554,6 +564,7 @@ static void counters_value(const pk_t *p, counters_rec_t *c)
 	memcpy(c->magic, COUNTERS_MAGIC, 4);
 	c->too_big = p->too_big;
 	c->reported = p->reported;
+	c->no_room = p->no_room;
 }
 
 /* Delete the records of k's open package (with the counters): after it
@@ -809,6 +820,20 @@ static int close_kind(tlcm_ctx_t *ctx, pk_t *p, kind_t *k, const char *why)
 			      "(lower batch_bytes or raise max_bytes)", k->id,
 			      k->name, k->n, len);
 		report_dropped(ctx, p, &e, 1, 1, "too_big");
+		rc = 0;
+	} else if (rc == TLCM_ENOSPC) {
+		/* the outbox is at max_bytes with packages more important
+		 * than this one, and retention keeps the important ones: this
+		 * is the least important package, the one to drop. Retrying
+		 * would only hold the kind open until something is delivered
+		 * (or forever, offline), growing with every item. */
+		p->no_room++;
+		tlcm_node_log(ctx, TLCM_LOG_ERROR, "package %s (%s, priority "
+			      "%u, %zu items, %zu bytes) does not fit: the "
+			      "outbox is at max_bytes with more important "
+			      "packages: dropped", k->id, k->name, k->priority,
+			      k->n, len);
+		report_dropped(ctx, p, &e, 1, 1, "outbox_full");
 		rc = 0;
 	} else if (rc) {
 		if (p->put_failures++ % 100 == 0)
@@ -1279,11 +1304,13 @@ static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 		return TLCM_ENOSPC;
 	int n = snprintf(buf + at, len - at, ",\"queued\":%" PRIu64
 			 ",\"items\":%" PRIu64 ",\"dropped\":%" PRIu64
-			 ",\"too_big\":%" PRIu64 ",\"bad\":%" PRIu64
+			 ",\"too_big\":%" PRIu64 ",\"outbox_full\":%" PRIu64
+			 ",\"bad\":%" PRIu64
 			 ",\"recovered\":%" PRIu64 ",\"outbox\":{\"packages\":%"
 			 PRIu64 ",\"bytes\":%" PRIu64 ",\"dead\":%" PRIu64
 			 "},\"open\":{", p->queued, p->items,
-			 ob.evicted + p->too_big, p->too_big, p->bad,
+			 ob.evicted + p->too_big + p->no_room, p->too_big,
+			 p->no_room, p->bad,
 			 p->recovered, ob.packages, ob.bytes, ob.dead);
 	if (n < 0 || (size_t)n >= len - at)
 		return TLCM_ENOSPC;
@@ -1321,15 +1348,18 @@ static int load_counters(void *arg, const void *key, size_t klen,
 	counters_rec_t c;
 	if (klen != 1)
 		return 0;
-	if (vlen != sizeof c || memcmp(val, COUNTERS_MAGIC, 4)) {
+	if ((vlen != sizeof c && vlen != COUNTERS_V1_SIZE) ||
+	    memcmp(val, COUNTERS_MAGIC, 4)) {
 		tlcm_node_log(r->ctx, TLCM_LOG_WARN, "record c (counters): "
 			      "%zu bytes, not a counters record; counting "
 			      "from zero", vlen);
 		return 0;
 	}
-	memcpy(&c, val, sizeof c);
+	memset(&c, 0, sizeof c);
+	memcpy(&c, val, vlen);
 	r->p->too_big = c.too_big;
 	r->p->reported = c.reported;
+	r->p->no_room = c.no_room;
 	r->counters = true;
 	return 0;
 }

@@ -2,7 +2,9 @@
  * outbox (engine/outbox.h) to the core, per the contract in docs/api.md.
  *
  * A sync is: GET /ping (latency → link quality), POST /devices/register
- * when the device has no token yet (or got a 401), POST /packages for
+ * when the device has no token yet (or got a 401) — with a random secret
+ * persisted before the first try, so that a registration whose answer
+ * was lost can be repeated (docs/api.md) —, POST /packages for
  * every package the policy lets through — priority, then age — and GET
  * /devices/{id}/feedback, whose labels are persisted (records), emitted as
  * LabeledSample on `labels` and only then acknowledged. A package leaves
@@ -13,7 +15,9 @@
  * Retry-After honoured). Syncs come every `interval`, doubled on a low
  * battery, a quarter of it when the backlog is large and energy plentiful,
  * at once when the packager queued a package of an urgent kind (its
- * `queued` events).
+ * `queued` events). When the inputs end (the packager's stream, at the
+ * end of a finite graph) the engine ticks the node no more: eos() drains
+ * the outbox first (drain_on_end, bounded by drain_timeout).
  *
  * I/O. All network work happens in tick() through a curl multi handle
  * (nodes/uploader/http.c): a tick waits on the socket for at most
@@ -91,6 +95,8 @@ typedef struct {
 	const char *const *image_kinds, *const *urgent_kinds;
 	size_t nimage_kinds, nurgent_kinds;
 	int exit_after;
+	bool drain_on_end;
+	uint64_t drain_ns;
 	char battery_path[512]; /* "" none, else a capacity file */
 	bool battery_auto;
 	/* connection */
@@ -117,6 +123,7 @@ typedef struct {
 	char *req_body;
 	/* auth */
 	char token[512];
+	char secret[65]; /* registration secret (hex), record "secret" */
 	bool registered, need_register;
 	double lat, lon; /* registration: location from the configuration
 			    (NAN: none) */
@@ -237,6 +244,13 @@ static const tlcm_param_desc_t params[] = {
 	{"exit_after", TLCM_P_ENUM, "never", "finish the node after the "
 	 "first sync (sync: cron style), or after a sync that left nothing "
 	 "to send (drained)", 0, 0, "never|sync|drained", 0},
+	{"drain_on_end", TLCM_P_BOOL, "true", "when the inputs end (the "
+	 "packager's stream, and with it the node), sync on until the "
+	 "outbox is empty, a sync sends nothing more, the graph is stopped "
+	 "or drain_timeout passes", 0, 0, NULL, 0},
+	{"drain_timeout", TLCM_P_DURATION, "30s", "the longest the drain at "
+	 "the end of the inputs takes (what is left stays queued)", 0,
+	 8.64e13, NULL, 0},
 	{0},
 };
 
@@ -438,6 +452,32 @@ static int drop_auth(tlcm_ctx_t *ctx)
 	return tlcm_records_write(ctx, &op, 1);
 }
 
+/* The registration secret (docs/api.md): 32 random bytes as hex, made
+ * once per device id and written to the record "secret" (device id, NUL,
+ * hex) before the first registration goes out — so that when the answer
+ * to it is lost, the repeat carries the same secret and the core, which
+ * knows its hash, hands out a new token instead of 409. Never logged. */
+static int ensure_secret(tlcm_ctx_t *ctx, up_t *u)
+{
+	if (u->secret[0])
+		return 0;
+	uint8_t raw[32];
+	if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+		return TLCM_EIO;
+	char hex[65];
+	for (size_t i = 0; i < sizeof raw; i++)
+		snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+	size_t dl = strlen(u->device);
+	char v[64 + 1 + 65];
+	memcpy(v, u->device, dl + 1);
+	memcpy(v + dl + 1, hex, 65);
+	tlcm_record_op_t op = {"secret", 6, v, dl + 1 + 65};
+	int rc = tlcm_records_write(ctx, &op, 1);
+	if (!rc)
+		memcpy(u->secret, hex, sizeof u->secret);
+	return rc;
+}
+
 static void set_auth_headers(up_t *u)
 {
 	u->hdr_auth[0] = 0;
@@ -465,6 +505,16 @@ static int load_record(void *arg, const void *key, size_t klen,
 			}
 			u->registered = true;
 		}
+		return 0;
+	}
+	if (klen == 6 && !memcmp(key, "secret", 6)) {
+		/* another device id's secret is not ours: a new one is made
+		 * (and replaces it) at our first registration */
+		const char *v = val;
+		size_t dl = strnlen(v, vlen);
+		if (dl + 1 + 65 == vlen && !strcmp(v, u->device) &&
+		    strnlen(v + dl + 1, 65) == 64)
+			memcpy(u->secret, v + dl + 1, 65);
 		return 0;
 	}
 	if (klen > 3 && !memcmp(key, "fb/", 3) && vlen >= 9) {
@@ -1017,6 +1067,11 @@ static int start(up_t *u, int req, const char *method, const char *path,
 
 static int start_register(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
 {
+	/* no registration without its secret on disk: a lost answer would
+	 * lock us out (409) for good */
+	int rc = ensure_secret(ctx, u);
+	if (rc)
+		return rc;
 	struct utsname un;
 	if (uname(&un))
 		memset(&un, 0, sizeof un);
@@ -1024,6 +1079,7 @@ static int start_register(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
 		*p = (char)tolower((unsigned char)*p);
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "device_id", u->device);
+	cJSON_AddStringToObject(o, "secret", u->secret);
 	cJSON_AddStringToObject(o, "platform", un.sysname);
 	cJSON_AddStringToObject(o, "arch", un.machine);
 	cJSON *v = cJSON_AddObjectToObject(o, "versions");
@@ -1051,7 +1107,7 @@ static int start_register(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
 	}
 	free(u->req_body);
 	u->req_body = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
+	cJSON_Delete(o); /* (the body holds the secret: freed, never logged) */
 	if (!u->req_body)
 		return TLCM_ENOMEM;
 	const char *h[] = {u->hdr_dev, "Content-Type: application/json",
@@ -1314,7 +1370,9 @@ static void on_register(tlcm_ctx_t *ctx, up_t *u, const up_resp_t *r,
 	}
 	if (s == 409) {
 		set_error(u, "register: the core knows device %s and we "
-			  "cannot prove it is us (no token, or a wrong API "
+			  "cannot prove it is us (not our registration "
+			  "secret: another device with this id, or a store "
+			  "that lost its records; no token, or a wrong API "
 			  "key)", u->device);
 		tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s", u->last_error);
 		sync_fail(u, now, u->backoff_cap_ns);
@@ -1524,6 +1582,8 @@ static int init(tlcm_ctx_t *ctx, void *st)
 	const char *ex = tlcm_param_str(ctx, "exit_after");
 	u->exit_after = !strcmp(ex, "sync") ? EXIT_SYNC
 			: !strcmp(ex, "drained") ? EXIT_DRAINED : EXIT_NEVER;
+	u->drain_on_end = tlcm_param_bool(ctx, "drain_on_end");
+	u->drain_ns = tlcm_param_duration_ns(ctx, "drain_timeout");
 	const char *loc = tlcm_param_str(ctx, "location");
 	u->lat = u->lon = NAN;
 	if (loc[0]) {
@@ -1762,6 +1822,89 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 	return 0;
 }
 
+/* The inputs ended (the packager's stream, at the end of a finite graph),
+ * and the engine finishes a node whose inputs ended: it is not ticked
+ * again, so the packages queued last would wait for the next run. With
+ * drain_on_end the node syncs on here, on this thread (the engine's
+ * contract: eos may still emit), until a sync leaves the outbox empty or
+ * one that began here sends nothing (the rest is held back by the link
+ * policy or waits on its own backoff), the node finishes (exit_after),
+ * the graph is stopped, or drain_timeout passes. Nothing is lost either
+ * way: what is left stays queued. */
+static int eos(tlcm_ctx_t *ctx, void *st)
+{
+	up_t *u = st;
+	tlcm_outbox_stats_t os = {0};
+	if (!u->drain_on_end || u->finish || tlcm_stopping(ctx) ||
+	    tlcm_outbox_stats(u->ob, &os))
+		return 0;
+	if (!os.packages && u->phase == PH_IDLE && !up_http_busy(u->http))
+		return 0;
+	uint64_t t0 = tlcm_now_ns(), end = t0 + u->drain_ns;
+	uint64_t first = u->sync_no + 1, syncs = u->syncs, up0 = u->uploaded;
+	uint64_t left = os.packages;
+	const char *why = "drain_timeout";
+	tlcm_node_log(ctx, TLCM_LOG_INFO, "inputs ended: draining the outbox "
+		      "(%" PRIu64 " packages) for at most %.3g s", os.packages,
+		      (double)u->drain_ns / 1e9);
+	u->sync_now = true;
+	for (;;) {
+		uint64_t now = tlcm_now_ns();
+		bool idle = u->phase == PH_IDLE && !up_http_busy(u->http);
+		if (idle && u->syncs != syncs) { /* a sync ended well */
+			syncs = u->syncs;
+			tlcm_outbox_stats(u->ob, &os);
+			if (!os.packages) {
+				why = "drained";
+				break;
+			}
+			if (u->sync_no >= first && os.packages >= left) {
+				why = "the rest is held back";
+				break;
+			}
+			left = os.packages;
+			u->sync_now = true;
+		}
+		if (now >= end) {
+			up_http_cancel(u->http); /* its package stays queued */
+			drop_cur(u);
+			u->req = RQ_NONE;
+			u->phase = PH_IDLE;
+			break;
+		}
+		if (tick(ctx, u, now) == TLCM_ECLOSED) {
+			why = u->finish ? "exit_after" : "the graph stops";
+			break;
+		}
+		/* a tick waits on the network for at most tick_budget; with
+		 * nothing in flight, wait for the next sync (a backoff) */
+		now = tlcm_now_ns();
+		uint64_t nap = 0;
+		if (up_http_busy(u->http)) {
+			nap = 2000000u;
+		} else if (u->phase == PH_IDLE) {
+			uint64_t due = u->sync_now ? u->retry_at : u->next_sync;
+			nap = due > now ? due - now : 0;
+			if (nap > end - now)
+				nap = now < end ? end - now : 0;
+			if (nap > 50000000u)
+				nap = 50000000u;
+		}
+		if (nap) {
+			struct timespec ts = {0, (long)nap};
+			nanosleep(&ts, NULL);
+		}
+	}
+	tlcm_outbox_stats(u->ob, &os);
+	tlcm_node_log(ctx, os.packages ? TLCM_LOG_WARN : TLCM_LOG_INFO,
+		      "end of the inputs: %" PRIu64 " packages uploaded in "
+		      "%.1f s, %" PRIu64 " left queued for the next run (%s)",
+		      u->uploaded - up0, (double)(tlcm_now_ns() - t0) / 1e9,
+		      os.packages, why);
+	tlcm_set_tick(ctx, TLCM_TICK_OFF);
+	return 0;
+}
+
 static int param_changed(tlcm_ctx_t *ctx, void *st, const char *name)
 {
 	up_t *u = st;
@@ -1836,6 +1979,7 @@ const tlcm_node_type_t tlcm_node_uploader = {
 	.init = init,
 	.process = process,
 	.tick = tick,
+	.eos = eos,
 	.param_changed = param_changed,
 	.describe = describe,
 	.fini = fini,

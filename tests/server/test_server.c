@@ -8,10 +8,19 @@
  * stats) so a test can script faults and take the data port offline
  * (connection refused) while it keeps talking to the server. Every event
  * that matters goes to an append-only log (--state FILE, one line each:
- * "stored ID ...", "duplicate ID", "attempt ID", "register DEV TOKEN",
+ * "stored ID ...", "duplicate ID", "attempt ID", "register DEV TOKEN
+ * [SECRET_SHA256]",
  * "feedback ...", "ack ...", "fault ...", "reject ..."), replayed at start,
  * so a restarted server still de-duplicates and a test can check that
  * every package was stored exactly once. See tests/server/README.md.
+ *
+ * Model updates (docs/api.md): POST /models/available answers with the
+ * offers a test put in with POST /_test/models — as they are, rollbacks,
+ * bad signatures and all, so the device's checks can be tested — and
+ * GET /models/NAME/VERSION serves the file the test named, with Range
+ * (206, 416), If-Range and ETag/If-None-Match (304). Faults for these
+ * routes (`models`, `download`) include `cut=BYTES` (the body stops
+ * after BYTES, the connection closes) and `rate=BYTES_PER_S`.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -158,6 +167,7 @@ static void buf_drop(buf_t *b, size_t n)
 
 typedef struct {
 	char *device, *token;
+	char *secret; /* SHA-256 hex of its registration secret, or NULL */
 } device_t;
 
 typedef struct {
@@ -176,6 +186,7 @@ static struct {
 	size_t nfb;
 	int log_fd;
 	bool fsync_log;
+	const char *keep_dir; /* --keep: bodies of stored packages */
 	/* settings */
 	const char *api_key;
 	size_t max_body;
@@ -183,7 +194,12 @@ static struct {
 	double chaos;
 	bool offline;
 	char user_agent[256], accept_encoding[128]; /* the last request's */
-	uint64_t route[5]; /* requests per route (ROUTES) */
+	uint64_t route[7]; /* requests per route (ROUTES) */
+	/* model updates: the offers (a cJSON array) and the files served */
+	cJSON *offers;
+	char **serve_path, **serve_file;
+	size_t nserve;
+	uint64_t download_sent; /* body bytes of downloads written */
 	/* counters */
 	uint64_t requests, stored, duplicates, faults, rejects, conns,
 		bytes_in, attempts;
@@ -256,7 +272,10 @@ static device_t *dev_find(const char *device)
 	return NULL;
 }
 
-static void dev_set(const char *device, const char *token)
+/* secret: the SHA-256 hex of the device's registration secret; NULL
+ * keeps the one it has */
+static void dev_set(const char *device, const char *token,
+		    const char *secret)
 {
 	device_t *d = dev_find(device);
 	if (!d) {
@@ -264,9 +283,14 @@ static void dev_set(const char *device, const char *token)
 		d = &S.dev[S.ndev++];
 		d->device = strdup(device);
 		d->token = NULL;
+		d->secret = NULL;
 	}
 	free(d->token);
 	d->token = strdup(token);
+	if (secret) {
+		free(d->secret);
+		d->secret = strdup(secret);
+	}
 }
 
 static label_t *fb_find(const char *device, const char *id)
@@ -308,7 +332,9 @@ static void replay(const char *path)
 			id_add(a);
 			S.stored++;
 		} else if (sscanf(line, "register %255s %255s", a, b) == 2) {
-			dev_set(a, b);
+			if (sscanf(line, "register %*s %*s %255s", c) != 1)
+				c[0] = 0;
+			dev_set(a, b, c[0] ? c : NULL);
 		} else if (sscanf(line, "feedback %255s %255s %" SCNu64
 				  " %255s %255s %" SCNu64, a, b, &x, c, d,
 				  &y) == 6) {
@@ -325,10 +351,10 @@ static void replay(const char *path)
 /* ---- faults -------------------------------------------------------------- */
 
 enum { F_STATUS, F_STALL, F_SLOW, F_RESET, F_LOST, F_GARBAGE, F_WRONGID,
-       F_PARTIAL };
+       F_PARTIAL, F_CUT, F_RATE };
 static const char *const fault_names[] = {"status", "stall", "slow", "reset",
 					  "lost", "garbage", "wrongid",
-					  "partial"};
+					  "partial", "cut", "rate"};
 
 typedef struct {
 	char route[16];  /* ping register packages feedback ack any */
@@ -336,6 +362,7 @@ typedef struct {
 	int status;      /* F_STATUS */
 	int retry_after; /* -1: no header; else seconds */
 	unsigned ms;     /* stall / slow */
+	uint64_t bytes;  /* cut: body bytes sent; rate: bytes per second */
 	long left;       /* requests it still applies to; -1 forever */
 } fault_t;
 
@@ -354,9 +381,10 @@ static int fault_parse(const char *line, fault_t *f, char *why, size_t cap)
 	}
 	memset(f, 0, sizeof *f);
 	static const char *const routes[] = {"ping", "register", "packages",
-					     "feedback", "ack", "any"};
+					     "feedback", "ack", "models",
+					     "download", "any"};
 	bool ok = false;
-	for (size_t i = 0; i < 6; i++)
+	for (size_t i = 0; i < 8; i++)
 		ok |= !strcmp(route, routes[i]);
 	if (!ok) {
 		snprintf(why, cap, "unknown route '%s'", route);
@@ -378,6 +406,16 @@ static int fault_parse(const char *line, fault_t *f, char *why, size_t cap)
 	} else if (!strncmp(act, "slow=", 5)) {
 		f->kind = F_SLOW;
 		f->ms = (unsigned)atoi(act + 5);
+	} else if (!strncmp(act, "cut=", 4)) {
+		f->kind = F_CUT;
+		f->bytes = strtoull(act + 4, NULL, 10);
+	} else if (!strncmp(act, "rate=", 5)) {
+		f->kind = F_RATE;
+		f->bytes = strtoull(act + 5, NULL, 10);
+		if (!f->bytes) {
+			snprintf(why, cap, "rate=0");
+			return -1;
+		}
 	} else {
 		f->kind = -1;
 		for (int k = F_RESET; k <= F_PARTIAL; k++)
@@ -405,13 +443,14 @@ static int fault_parse(const char *line, fault_t *f, char *why, size_t cap)
 }
 
 static const char *const ROUTES[] = {"ping", "register", "packages",
-				     "feedback", "ack"};
+				     "feedback", "ack", "models", "download"};
+#define NROUTES (sizeof ROUTES / sizeof ROUTES[0])
 
 /* The fault for a request on route, consumed; NULL: none. chaos picks a
  * random transient one for packages. */
 static bool fault_take(const char *route, fault_t *out)
 {
-	for (size_t i = 0; i < 5; i++)
+	for (size_t i = 0; i < NROUTES; i++)
 		if (!strcmp(route, ROUTES[i]))
 			S.route[i]++;
 	for (size_t i = 0; i < nfaults; i++) {
@@ -450,7 +489,9 @@ typedef struct {
 	/* request being answered: its response waits in `out` */
 	bool busy;
 	uint64_t due_ns;     /* stall: nothing is written before this */
-	unsigned drip_ms;    /* slow: one byte of the body per drip_ms */
+	unsigned drip_ms;    /* slow: drip_bytes of the body per drip_ms */
+	size_t drip_bytes;
+	bool download;       /* count the body in S.download_sent */
 	size_t drip_from;    /* where the body starts in out */
 	bool close_after;    /* close once out is written */
 	bool rst_now;        /* close with RST, nothing written */
@@ -570,6 +611,9 @@ static const char *reason_of(int status)
 	case 201: return "Created";
 	case 202: return "Accepted";
 	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 304: return "Not Modified";
+	case 416: return "Range Not Satisfiable";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
@@ -658,6 +702,88 @@ static bool valid_device(const char *s)
 	return true;
 }
 
+/* ---- registration secrets (docs/api.md): only their SHA-256 is kept ---- */
+
+static uint32_t ror32(uint32_t x, unsigned n)
+{
+	return x >> n | x << (32 - n);
+}
+
+/* FIPS 180-4 SHA-256 of p[0..n) as 64 lower-case hex characters. */
+static void sha256_hex(const void *p, size_t n, char out[65])
+{
+	static const uint32_t k[64] = {
+		0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b,
+		0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
+		0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7,
+		0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
+		0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152,
+		0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+		0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+		0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+		0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
+		0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08,
+		0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f,
+		0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+		0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+	uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+			 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+	const uint8_t *b = p;
+	size_t total = (n + 9 + 63) / 64 * 64;
+	for (size_t off = 0; off < total; off += 64) {
+		uint8_t blk[64];
+		for (size_t i = 0; i < 64; i++) {
+			size_t at = off + i;
+			blk[i] = at < n ? b[at] : at == n ? 0x80 : 0;
+		}
+		if (off + 64 == total)
+			for (int i = 0; i < 8; i++)
+				blk[63 - i] = (uint8_t)((uint64_t)n * 8 >>
+							(8 * i));
+		uint32_t w[64];
+		for (int i = 0; i < 16; i++)
+			w[i] = (uint32_t)blk[4 * i] << 24 |
+			       (uint32_t)blk[4 * i + 1] << 16 |
+			       (uint32_t)blk[4 * i + 2] << 8 | blk[4 * i + 3];
+		for (int i = 16; i < 64; i++)
+			w[i] = w[i - 16] + w[i - 7] +
+			       (ror32(w[i - 15], 7) ^ ror32(w[i - 15], 18) ^
+				w[i - 15] >> 3) +
+			       (ror32(w[i - 2], 17) ^ ror32(w[i - 2], 19) ^
+				w[i - 2] >> 10);
+		uint32_t v[8];
+		memcpy(v, h, sizeof v);
+		for (int i = 0; i < 64; i++) {
+			uint32_t t1 = v[7] + (ror32(v[4], 6) ^ ror32(v[4], 11) ^
+					      ror32(v[4], 25)) +
+				      ((v[4] & v[5]) ^ (~v[4] & v[6])) + k[i] +
+				      w[i];
+			uint32_t t2 = (ror32(v[0], 2) ^ ror32(v[0], 13) ^
+				       ror32(v[0], 22)) +
+				      ((v[0] & v[1]) ^ (v[0] & v[2]) ^
+				       (v[1] & v[2]));
+			memmove(v + 1, v, 7 * sizeof *v);
+			v[4] += t1;
+			v[0] = t1 + t2;
+		}
+		for (int i = 0; i < 8; i++)
+			h[i] += v[i];
+	}
+	for (int i = 0; i < 8; i++)
+		snprintf(out + 8 * i, 9, "%08x", h[i]);
+}
+
+/* 64 hex characters (32 random bytes), as docs/api.md asks */
+static bool valid_secret(const char *s)
+{
+	if (strlen(s) != 64)
+		return false;
+	for (size_t i = 0; i < 64; i++)
+		if (!isxdigit((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
 static void token_new(char *out, size_t cap)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -725,6 +851,17 @@ static void apply_fault(conn_t *c, const req_t *r, const fault_t *f,
 		break;
 	case F_SLOW:
 		c->drip_ms = f->ms ? f->ms : 1;
+		c->drip_bytes = 1;
+		break;
+	case F_RATE: /* in 10 ms steps */
+		c->drip_ms = 10;
+		c->drip_bytes = f->bytes / 100 ? (size_t)(f->bytes / 100) : 1;
+		break;
+	case F_CUT: /* the head and the first bytes of the body, then the
+		       connection closes: a transfer cut short */
+		if (c->out.len > c->drip_from + f->bytes)
+			c->out.len = c->drip_from + (size_t)f->bytes;
+		c->close_after = true;
 		break;
 	case F_RESET: /* before anything was stored: a reset */
 		c->out.len = 0;
@@ -793,6 +930,22 @@ static int check_package(const req_t *r, const char *key, const char *dev,
 }
 #endif
 
+/* --keep DIR: the body of a package stored for the first time, as
+ * DIR/ID (written to DIR/.ID.tmp, then renamed: a reader sees whole
+ * files only), for tools/demo-sync to decode. */
+static void keep_body(const char *id, const void *body, size_t len)
+{
+	if (!S.keep_dir)
+		return;
+	char tmp[1200], path[1200];
+	snprintf(tmp, sizeof tmp, "%s/.%s.tmp", S.keep_dir, id);
+	snprintf(path, sizeof path, "%s/%s", S.keep_dir, id);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, body, len) != (ssize_t)len || close(fd) ||
+	    rename(tmp, path))
+		die("--keep: %s: %s", path, strerror(errno));
+}
+
 static void on_packages(conn_t *c, const req_t *r)
 {
 	char key[128] = "", dev[80], ctype[128] = "", why[256];
@@ -852,6 +1005,7 @@ static void on_packages(conn_t *c, const req_t *r)
 			S.stored++;
 			log_line("stored %s %s %zu %016" PRIx64, key, dev,
 				 r->body_len, fnv64(r->body, r->body_len));
+			keep_body(key, r->body, r->body_len);
 		}
 	}
 	char b[160];
@@ -872,22 +1026,37 @@ static void on_register(conn_t *c, const req_t *r)
 	}
 	cJSON *j = cJSON_ParseWithLength(r->body, r->body_len);
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "device_id");
+	const cJSON *sec = cJSON_GetObjectItemCaseSensitive(j, "secret");
+	char hash[65] = "";
+	if (cJSON_IsString(sec) && valid_secret(sec->valuestring))
+		sha256_hex(sec->valuestring, strlen(sec->valuestring), hash);
 	if (!cJSON_IsString(d) || !valid_device(d->valuestring)) {
 		respond_error(c, r, 400, "bad_request", "device_id missing or "
 			      "not [A-Za-z0-9._-]{1,64}");
+	} else if (sec && !hash[0]) {
+		respond_error(c, r, 400, "bad_request", "secret: want 64 hex "
+			      "characters (32 random bytes)");
 	} else {
 		char dev[80];
 		const char *who = authed(r, dev, sizeof dev);
-		bool known = dev_find(d->valuestring) != NULL;
-		if (known && !(who && !strcmp(who, d->valuestring))) {
+		device_t *known = dev_find(d->valuestring);
+		/* a device proves itself with its token, the fleet's key, or
+		 * the registration secret it registered with: the repeat of
+		 * a registration whose answer was lost */
+		bool proven = (who && !strcmp(who, d->valuestring)) ||
+			      (known && known->secret && hash[0] &&
+			       !strcmp(known->secret, hash));
+		if (known && !proven) {
 			respond_error(c, r, 409, "device_exists",
 				      "device registered; prove it with its "
-				      "token or the fleet's API key");
+				      "token, its registration secret or the "
+				      "fleet's API key");
 		} else {
 			char tok[64], b[256];
 			token_new(tok, sizeof tok);
-			dev_set(d->valuestring, tok);
-			log_line("register %s %s", d->valuestring, tok);
+			dev_set(d->valuestring, tok, hash[0] ? hash : NULL);
+			log_line("register %s %s%s%s", d->valuestring, tok,
+				 hash[0] ? " " : "", hash);
 			snprintf(b, sizeof b, "{\"device_id\":\"%s\","
 				 "\"token\":\"%s\",\"registered_ns\":%" PRIu64
 				 "}", d->valuestring, tok, wall_ns());
@@ -979,6 +1148,160 @@ static void on_feedback(conn_t *c, const req_t *r, const char *device,
 		apply_fault(c, r, &f, NULL);
 }
 
+/* ---- model updates ------------------------------------------------------- */
+
+/* POST /models/available: the offers put in by the test whose name the
+ * device runs, unfiltered (the device must refuse what it should). */
+static void on_models(conn_t *c, const req_t *r)
+{
+	fault_t f;
+	bool faulty = fault_take("models", &f);
+	char dev[80];
+	if (!authed(r, dev, sizeof dev)) {
+		respond_error(c, r, 401, "unauthorized", "no valid token or "
+			      "API key for X-Device-ID");
+		if (faulty)
+			apply_fault(c, r, &f, NULL);
+		return;
+	}
+	cJSON *j = cJSON_ParseWithLength(r->body, r->body_len);
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "device_id");
+	const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "models");
+	if (!cJSON_IsString(d) || !cJSON_IsArray(ms)) {
+		respond_error(c, r, 400, "bad_request", "want {\"device_id\","
+			      " \"models\": [{\"name\", \"version\"}]}");
+	} else if (strcmp(d->valuestring, dev)) {
+		respond_error(c, r, 403, "forbidden", "device_id is not "
+			      "X-Device-ID");
+	} else {
+		cJSON *out = cJSON_CreateObject();
+		cJSON *ups = cJSON_AddArrayToObject(out, "updates");
+		char line[900];
+		size_t at = (size_t)snprintf(line, sizeof line, "available %s",
+					     dev);
+		const cJSON *m;
+		cJSON_ArrayForEach(m, ms)
+		{
+			const cJSON *n = cJSON_GetObjectItemCaseSensitive(m,
+									  "name");
+			const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+				m, "version");
+			if (!cJSON_IsString(n))
+				continue;
+			if (at < sizeof line)
+				at += (size_t)snprintf(line + at,
+						       sizeof line - at,
+						       " %s@%.0f", n->valuestring,
+						       cJSON_IsNumber(v)
+						       ? v->valuedouble : -1);
+			const cJSON *o;
+			cJSON_ArrayForEach(o, S.offers)
+			{
+				const cJSON *on =
+					cJSON_GetObjectItemCaseSensitive(o,
+									 "name");
+				if (cJSON_IsString(on) &&
+				    !strcmp(on->valuestring, n->valuestring))
+					cJSON_AddItemToArray(
+						ups, cJSON_Duplicate(o, true));
+			}
+		}
+		log_line("%s -> %d", line, cJSON_GetArraySize(ups));
+		char *b = cJSON_PrintUnformatted(out);
+		respond_json(c, r, 200, b, NULL);
+		free(b);
+		cJSON_Delete(out);
+	}
+	cJSON_Delete(j);
+	if (faulty)
+		apply_fault(c, r, &f, NULL);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	buf_t b = {0};
+	char tmp[65536];
+	size_t n;
+	while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
+		buf_add(&b, tmp, n);
+	fclose(f);
+	*len = b.len;
+	return b.p ? b.p : xrealloc(NULL, 1);
+}
+
+/* GET /models/NAME/VERSION: the file served at this path, whole (200),
+ * a range of it (206, "bytes=A-" or "bytes=A-B"), 416 past its end, 304
+ * for a matching If-None-Match; If-Range with another ETag: whole. */
+static void on_model_get(conn_t *c, const req_t *r)
+{
+	fault_t f;
+	bool faulty = fault_take("download", &f);
+	char dev[80], full[1100];
+	snprintf(full, sizeof full, "%s", r->path);
+	const char *file = NULL;
+	for (size_t i = 0; i < S.nserve; i++)
+		if (!strcmp(S.serve_path[i], full))
+			file = S.serve_file[i];
+	size_t len = 0;
+	char *data = NULL;
+	if (!authed(r, dev, sizeof dev)) {
+		respond_error(c, r, 401, "unauthorized", "no valid token or "
+			      "API key for X-Device-ID");
+		log_line("download %s - 401 0", full);
+	} else if (!file || !(data = slurp(file, &len))) {
+		respond_error(c, r, 404, "not_found", "no such model version");
+		log_line("download %s - 404 0", full);
+	} else {
+		char etag[40], v[256], extra[200];
+		snprintf(etag, sizeof etag, "\"%016" PRIx64 "\"",
+			 fnv64(data, len));
+		bool ranged = hdr(r, "Range", v, sizeof v);
+		unsigned long long a = 0, b = len ? len - 1 : 0;
+		char ir[256];
+		if (ranged && hdr(r, "If-Range", ir, sizeof ir) &&
+		    strcmp(ir, etag))
+			ranged = false;
+		char inm[128];
+		if (hdr(r, "If-None-Match", inm, sizeof inm) &&
+		    !strcmp(inm, etag)) {
+			snprintf(extra, sizeof extra, "ETag: %s\r\n", etag);
+			respond(c, r, 304, NULL, NULL, 0, extra);
+			log_line("download %s - 304 0", full);
+		} else if (ranged && (sscanf(v, "bytes=%llu-%llu", &a, &b) < 1 ||
+				      a >= len)) {
+			snprintf(extra, sizeof extra, "Content-Range: bytes */"
+				 "%zu\r\n", len);
+			respond(c, r, 416, NULL, NULL, 0, extra);
+			log_line("download %s %llu 416 0", full, a);
+		} else {
+			if (b >= len)
+				b = len - 1;
+			if (!ranged)
+				a = 0, b = len ? len - 1 : 0;
+			if (ranged)
+				snprintf(extra, sizeof extra, "ETag: %s\r\n"
+					 "Accept-Ranges: bytes\r\n"
+					 "Content-Range: bytes %llu-%llu/%zu\r\n",
+					 etag, a, b, len);
+			else
+				snprintf(extra, sizeof extra, "ETag: %s\r\n"
+					 "Accept-Ranges: bytes\r\n", etag);
+			size_t n = len ? (size_t)(b - a + 1) : 0;
+			respond(c, r, ranged ? 206 : 200,
+				"application/octet-stream", data + a, n, extra);
+			c->download = true;
+			log_line("download %s %llu %d %zu", full, a,
+				 ranged ? 206 : 200, n);
+		}
+	}
+	free(data);
+	if (faulty)
+		apply_fault(c, r, &f, NULL);
+}
+
 static void on_api(conn_t *c, const req_t *r)
 {
 	const char *p = r->path;
@@ -1005,6 +1328,10 @@ static void on_api(conn_t *c, const req_t *r)
 			apply_fault(c, r, &f, NULL);
 	} else if (!strcmp(p, "/packages") && post) {
 		on_packages(c, r);
+	} else if (!strcmp(p, "/models/available") && post) {
+		on_models(c, r);
+	} else if (!strncmp(p, "/models/", 8) && get) {
+		on_model_get(c, r);
 	} else if (!strcmp(p, "/devices/register") && post) {
 		on_register(c, r);
 	} else if (!strncmp(p, "/devices/", 9)) {
@@ -1123,11 +1450,56 @@ static void on_control(conn_t *c, const req_t *r)
 		if (d) {
 			free(d->device);
 			free(d->token);
+			free(d->secret);
 			*d = S.dev[--S.ndev];
 			log_line("revoke %s", body);
 		}
 		respond_json(c, r, 200, d ? "{\"revoked\":1}"
 					  : "{\"revoked\":0}", NULL);
+	} else if (!strcmp(r->path, "/_test/models") &&
+		   !strcmp(r->method, "POST")) {
+		/* {"offer": [entries as /models/available answers them],
+		 *  "serve": {"/api/v1/models/NAME/VERSION": "FILE", ...}};
+		 * offer replaces the offers, serve adds (or replaces) paths */
+		cJSON *j = cJSON_Parse(body);
+		const cJSON *of = cJSON_GetObjectItemCaseSensitive(j, "offer");
+		const cJSON *sv = cJSON_GetObjectItemCaseSensitive(j, "serve");
+		if (!cJSON_IsObject(j) || (of && !cJSON_IsArray(of)) ||
+		    (sv && !cJSON_IsObject(sv))) {
+			respond_error(c, r, 400, "bad_models", "want {\"offer\":"
+				      " [...], \"serve\": {PATH: FILE}}");
+		} else {
+			if (of) {
+				cJSON_Delete(S.offers);
+				S.offers = cJSON_Duplicate(of, true);
+			}
+			const cJSON *e;
+			cJSON_ArrayForEach(e, sv)
+			{
+				if (!cJSON_IsString(e))
+					continue;
+				size_t i;
+				for (i = 0; i < S.nserve; i++)
+					if (!strcmp(S.serve_path[i], e->string))
+						break;
+				if (i == S.nserve) {
+					S.serve_path = xrealloc(S.serve_path,
+						(S.nserve + 1) * sizeof(char *));
+					S.serve_file = xrealloc(S.serve_file,
+						(S.nserve + 1) * sizeof(char *));
+					S.serve_path[i] = strdup(e->string);
+					S.serve_file[i] = NULL;
+					S.nserve++;
+				}
+				free(S.serve_file[i]);
+				S.serve_file[i] = strdup(e->valuestring);
+			}
+			char b[80];
+			snprintf(b, sizeof b, "{\"offers\":%d,\"served\":%zu}",
+				 cJSON_GetArraySize(S.offers), S.nserve);
+			respond_json(c, r, 200, b, NULL);
+		}
+		cJSON_Delete(j);
 	} else if (!strcmp(r->path, "/_test/stats")) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddNumberToObject(o, "requests", (double)S.requests);
@@ -1141,9 +1513,11 @@ static void on_control(conn_t *c, const req_t *r)
 		cJSON_AddNumberToObject(o, "faults_queued", (double)nfaults);
 		cJSON_AddBoolToObject(o, "offline", S.offline);
 		cJSON *br = cJSON_AddObjectToObject(o, "by_route");
-		for (size_t i = 0; i < 5; i++)
+		for (size_t i = 0; i < NROUTES; i++)
 			cJSON_AddNumberToObject(br, ROUTES[i],
 						(double)S.route[i]);
+		cJSON_AddNumberToObject(o, "download_sent",
+					(double)S.download_sent);
 		cJSON_AddStringToObject(o, "user_agent", S.user_agent);
 		cJSON_AddStringToObject(o, "accept_encoding",
 					S.accept_encoding);
@@ -1261,7 +1635,8 @@ static int flush_out(conn_t *c, uint64_t now)
 	while (c->out_off < c->out.len) {
 		size_t n = c->out.len - c->out_off;
 		if (c->drip_ms && c->out_off >= c->drip_from) {
-			n = 1;
+			if (n > c->drip_bytes)
+				n = c->drip_bytes;
 			c->due_ns = now + (uint64_t)c->drip_ms * 1000000u;
 		} else if (c->drip_ms) {
 			n = c->drip_from - c->out_off; /* the head at once */
@@ -1274,6 +1649,10 @@ static int flush_out(conn_t *c, uint64_t now)
 			conn_close(c, false);
 			return -1;
 		}
+		if (c->download && c->out_off + (size_t)w > c->drip_from)
+			S.download_sent += c->out_off >= c->drip_from
+				? (size_t)w
+				: c->out_off + (size_t)w - c->drip_from;
 		c->out_off += (size_t)w;
 		if (c->drip_ms && c->out_off >= c->drip_from &&
 		    c->out_off < c->out.len)
@@ -1282,6 +1661,8 @@ static int flush_out(conn_t *c, uint64_t now)
 	c->out.len = c->out_off = 0;
 	c->due_ns = 0;
 	c->drip_ms = 0;
+	c->drip_bytes = 0;
+	c->download = false;
 	c->busy = false;
 	if (c->close_after) {
 		conn_close(c, false);
@@ -1373,7 +1754,9 @@ static void usage(FILE *f)
 		"  --chaos P         random transient fault on a package "
 		"request with probability P\n"
 		"  --seed N          for --chaos\n"
-		"  --ping-delay MS   answer /ping after MS\n");
+		"  --ping-delay MS   answer /ping after MS\n"
+		"  --keep DIR        write each stored package's body to "
+		"DIR/ID\n");
 }
 
 int main(int argc, char **argv)
@@ -1412,6 +1795,8 @@ int main(int argc, char **argv)
 			rng = strtoull(v, NULL, 10) * 0x9e3779b97f4a7c15ull | 1;
 		else if (!strcmp(a, "--ping-delay"))
 			S.ping_delay_ms = (unsigned)atoi(v);
+		else if (!strcmp(a, "--keep"))
+			S.keep_dir = v;
 		else if (!strcmp(a, "--fault")) {
 			char why[256];
 			if (nfaults == sizeof faults / sizeof faults[0] ||

@@ -10,8 +10,9 @@
  * delivery on block edges including the drain after a stop,
  * back-pressure reaching the source, drop policies accounting for every
  * message, fan-out, actor exclusivity, on_error policies, the control
- * port, the idle barrier, per-node busy time, no livelock when both
- * workers help along a full chain.
+ * port, the idle barrier, per-node busy time, a stop request ending its
+ * own run only (`linger`), no livelock when both workers help along a
+ * full chain.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -353,6 +354,56 @@ static const tlcm_node_type_t hold_type = {
 	.name = "hold", .doc = "emit nothing until the phaser is done",
 	.outputs = any_out, .init = hold_init, .tick = hold_tick};
 
+/* linger: a source that keeps its graph running for `ms` of wall time,
+ * or until the graph stops (linger_stopped says which, from its eos);
+ * with `stop` it asks for the stop itself at its first tick. */
+static atomic_int linger_stopped;
+
+static const tlcm_param_desc_t linger_params[] = {
+	{"ms", TLCM_P_INT, "600", "", 0, 600000, NULL, 0},
+	{"stop", TLCM_P_BOOL, "false", "", 0, 0, NULL, 0},
+	{0},
+};
+
+typedef struct {
+	uint64_t until;
+	bool stop;
+} linger_t;
+
+static int linger_init(tlcm_ctx_t *ctx, void *st)
+{
+	linger_t *l = st;
+	l->until = tlcm_now_ns() +
+		   (uint64_t)tlcm_param_int(ctx, "ms") * 1000000u;
+	l->stop = tlcm_param_bool(ctx, "stop");
+	tlcm_set_tick(ctx, 5000000); /* 5 ms */
+	return 0;
+}
+
+static int linger_tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
+{
+	linger_t *l = st;
+	(void)ctx;
+	if (l->stop) {
+		l->stop = false;
+		tlcm_request_stop();
+	}
+	return now >= l->until ? TLCM_ECLOSED : 0;
+}
+
+/* a source is finished without a tick when the graph stops: eos tells */
+static int linger_eos(tlcm_ctx_t *ctx, void *st)
+{
+	(void)st;
+	atomic_store(&linger_stopped, tlcm_stopping(ctx));
+	return 0;
+}
+
+static const tlcm_node_type_t linger_type = {
+	.name = "linger", .doc = "keep the graph running for a while",
+	.params = linger_params, .state_size = sizeof(linger_t),
+	.init = linger_init, .tick = linger_tick, .eos = linger_eos};
+
 /* ---- helpers ---- */
 
 static tlcm_registry_t reg;
@@ -635,6 +686,48 @@ static void timers_and_control(void)
 	tlcm_graph_free(g);
 }
 
+/* A tlcm_request_stop() stops the run it was made in, not the next one
+ * in the same process: each run counts the requests made since it
+ * started. (Before, the request stayed pending and stopped the next run
+ * at its first look, about 250 ms in, unless that run set
+ * handle_signals.) */
+static void stop_is_per_run(void)
+{
+	static const char *const stopper =
+		"graph: stopper\n"
+		"nodes:\n"
+		"  l: { type: linger, params: { ms: 600000, stop: true } }\n";
+	tlcm_graph_t *g = load(stopper, NULL, 0);
+	tlcm_run_result_t res;
+	atomic_store(&linger_stopped, 0);
+	CHECK_INT(run(g, 0, &res), 0);
+	CHECK_INT(atomic_load(&linger_stopped), 1);
+	tlcm_run_result_fini(&res);
+	tlcm_graph_free(g);
+
+	/* the next run lasts its 700 ms: several looks at the stop
+	 * requests, none of them its own */
+	g = load("graph: after\n"
+		 "nodes:\n"
+		 "  l: { type: linger, params: { ms: 700 } }\n",
+		 NULL, 0);
+	atomic_store(&linger_stopped, 1);
+	CHECK_INT(run(g, 0, &res), 0);
+	CHECK_INT(atomic_load(&linger_stopped), 0);
+	CHECK_STR(res.why, "");
+	tlcm_run_result_fini(&res);
+	tlcm_graph_free(g);
+
+	/* the same with handle_signals, and a stop in it still stops it */
+	g = load(stopper, NULL, 0);
+	tlcm_run_opts_t o = {.quiet = true, .handle_signals = true};
+	atomic_store(&linger_stopped, 0);
+	CHECK_INT(tlcm_graph_run(g, &o, &res), 0);
+	CHECK_INT(atomic_load(&linger_stopped), 1);
+	tlcm_run_result_fini(&res);
+	tlcm_graph_free(g);
+}
+
 static void idle_barrier(void)
 {
 	atomic_store(&latch_gate, 0);
@@ -790,6 +883,7 @@ int main(void)
 	tlcm_registry_add(&reg, &latch_type);
 	tlcm_registry_add(&reg, &counter_type);
 	tlcm_registry_add(&reg, &hold_type);
+	tlcm_registry_add(&reg, &linger_type);
 	exactly_once_with_backpressure();
 	drain_on_stop();
 	policies_and_fanout();
@@ -799,6 +893,7 @@ int main(void)
 	timers_and_control();
 	sets_override();
 	idle_barrier();
+	stop_is_per_run();
 	chain_no_livelock(); /* last: see there */
 	tlcm_registry_fini(&reg);
 	return tlcm_test_done();

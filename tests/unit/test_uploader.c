@@ -18,10 +18,15 @@
  * again; 403 → kept, forbidden; feedback pulled, persisted, emitted once
  * and acknowledged even when an ack is lost; the battery and the
  * urgent-kind sync; with the real packager (its packages verified by
- * the server, each stored once or still queued); TLS verification (a self-signed core refused without
- * its CA, accepted with ca_file). Last, kill -9: a device process (this binary with
- * --device) queues and uploads against a server injecting random faults
- * and is killed at random moments, TLCM_LONG_ROUNDS times (default 10);
+ * the server, each stored once or still queued); a registration whose
+ * answer was lost, repeated with its secret; the drain when the
+ * packager's stream ends (bounded by drain_timeout); the packager
+ * dropping — counted — a package that does not fit an outbox full of
+ * more important ones; TLS verification (a self-signed core refused
+ * without its CA, accepted with ca_file). Last, kill -9: a device process
+ * (this binary with --device) queues and uploads against a server
+ * injecting random faults and is killed at random moments,
+ * TLCM_LONG_ROUNDS times (default 10);
  * then every package must be on the server exactly once, intact, and the
  * outbox empty. No assertion depends on timing.
  *
@@ -459,11 +464,13 @@ static bool queued(const obx_t *x, const char *id)
 
 /* ---- test nodes ---------------------------------------------------------- */
 
-/* evsink: keeps LinkEvents (port link) and LabeledSamples (port labels). */
+/* evsink: keeps LinkEvents (port link), LabeledSamples (port labels),
+ * the ids of packages (port packages) and PackageEvents (port events). */
 typedef struct {
-	char type; /* 'L' link, 'S' sample */
+	char type; /* 'L' link, 'S' sample, 'P' package, 'D'/'Q' dropped/
+		      queued event */
 	int from, to, quality;
-	uint64_t frame;
+	uint64_t frame, count, total;
 	char label[64], source[32], reason[160];
 } ev_t;
 
@@ -475,6 +482,7 @@ static const tlcm_port_desc_t ev_in[] = {
 	{"link", "LINK", "link events", TLCM_PORT_OPTIONAL},
 	{"labels", "SMPL", "labels", TLCM_PORT_OPTIONAL},
 	{"packages", "TPKG", "packages (their ids)", TLCM_PORT_OPTIONAL},
+	{"events", "TPKE", "package events", TLCM_PORT_OPTIONAL},
 	{0},
 };
 
@@ -485,7 +493,23 @@ static int ev_process(tlcm_ctx_t *ctx, void *st, int port,
 	(void)st;
 	const char *why;
 	ev_t e = {0};
-	if (port == 2) {
+	if (port == 3) {
+		CHECK(!tlcm_PackageEvent_verify_as_root(tlcm_msg_data(m),
+							 m->size, &why));
+		tlcm_PackageEvent_table_t t =
+			tlcm_PackageEvent_as_root(tlcm_msg_data(m));
+		e.type = tlcm_PackageEvent_event(t) ==
+			 tlcm_PackageEventKind_Dropped ? 'D' : 'Q';
+		const char *r = tlcm_PackageEvent_reason(t);
+		snprintf(e.reason, sizeof e.reason, "%s", r ? r : "");
+		e.count = tlcm_PackageEvent_count(t);
+		e.total = tlcm_PackageEvent_dropped_total(t);
+		if (tlcm_PackageEvent_packages_len(t)) {
+			const char *id = tlcm_PackageRef_id(
+				tlcm_PackageEvent_packages_at(t, 0));
+			snprintf(e.label, sizeof e.label, "%s", id ? id : "");
+		}
+	} else if (port == 2) {
 		/* a package the packager queued: keep its id */
 		void *copy = malloc(m->size);
 		memcpy(copy, tlcm_msg_data(m), m->size);
@@ -798,10 +822,9 @@ static int run_yaml(const char *yaml, tlcm_run_result_t *res)
 		return rc;
 	}
 	tlcm_diag_fini(&d);
-	/* handle_signals: each run starts with no stop request pending (a
-	 * tlcm_request_stop() of an earlier run would stop it at once) */
-	tlcm_run_opts_t o = {.quiet = true, .headless = true,
-			     .handle_signals = true};
+	/* no handle_signals: a tlcm_request_stop() that ended an earlier
+	 * run (test_urgent, test_packager) must not stop this one */
+	tlcm_run_opts_t o = {.quiet = true, .headless = true};
 	rc = tlcm_graph_run(g, &o, res);
 	tlcm_graph_free(g);
 	return rc ? rc : res->status;
@@ -1413,6 +1436,81 @@ static void test_auth(void)
 	srv_stop(&s);
 }
 
+/* The answer to a registration lost (the core registered the device,
+ * then the connection broke in the middle of its 201: the token never
+ * arrived — `partial`, since curl itself re-sends a request whose
+ * reused connection closed before any answer, `lost`): the next sync
+ * registers again with the same secret — persisted before the first try
+ * — and gets a token (200), where it used to get 409 for good. A device
+ * with the same id but another secret (another store) still gets 409. */
+static void test_register_lost(void)
+{
+	fprintf(stderr, "registration answer lost\n");
+	srv_t s = {0};
+	if (srv_start(&s, "reglost", NULL))
+		return;
+	char store[512];
+	store_path(store, sizeof store, "reglost-store");
+	pk_t *p = mk_set(14, 3, 100);
+	put_pkgs(store, p, 3);
+	srv_do(&s, "/_test/faults", "register partial");
+	CHECK_INT(run_up(store, &s, "exit_after: sync", NULL, NULL), 0);
+	slog_t g;
+	slog_read(&s, &g);
+	CHECK_UINT(slog_count(&g, "register", DEV), 1); /* the core has it */
+	CHECK_UINT(slog_count(&g, "fault", "register partial"), 1);
+	slog_free(&g);
+	CHECK_INT(srv_stat(&s, "stored"), 0);
+	char *v = desc_str("registered");
+	CHECK_STR(v, "false");
+	free(v);
+	/* a new run (the secret comes from the store): registered, then
+	 * everything delivered in the same sync */
+	CHECK_INT(run_up(store, &s, "exit_after: sync", NULL, NULL), 0);
+	check_stored(&s, p, 3, true, "after the lost registration");
+	v = desc_str("auth");
+	CHECK_STR(v, "token");
+	free(v);
+	slog_read(&s, &g);
+	CHECK_UINT(slog_count(&g, "register", DEV), 2);
+	/* both registrations name the same secret hash, never the secret */
+	const char *h1 = NULL, *h2 = NULL;
+	for (size_t i = 0; i < g.n; i++) {
+		if (strncmp(g.l[i], "register " DEV " ", strlen(DEV) + 10))
+			continue;
+		const char *sp = strrchr(g.l[i], ' ');
+		if (!h1)
+			h1 = sp + 1;
+		else
+			h2 = sp + 1;
+	}
+	CHECK(h1 && h2 && strlen(h1) == 64 && !strcmp(h1, h2));
+	slog_free(&g);
+	CHECK(!strstr(described, "secret"));
+
+	/* the same device id from another store: another secret, 409 */
+	char other[512];
+	store_path(other, sizeof other, "reglost-other");
+	pk_t q = {.prio = 1, .created = 7, .payload = 10};
+	mkid(q.id, 14, 99);
+	put_pkgs(other, &q, 1);
+	CHECK_INT(run_up(other, &s, "exit_after: sync", NULL, NULL), 0);
+	char *e = desc_str("last_error");
+	CHECK_CONTAINS(e, "registration secret");
+	free(e);
+	CHECK_INT(srv_stat(&s, "stored"), 3);
+	slog_read(&s, &g);
+	CHECK_UINT(slog_count(&g, "register", DEV), 2);
+	slog_free(&g);
+	/* and the first store still has its token: no registration */
+	CHECK_INT(run_up(store, &s, "exit_after: sync", NULL, NULL), 0);
+	slog_read(&s, &g);
+	CHECK_UINT(slog_count(&g, "register", DEV), 2);
+	slog_free(&g);
+	free(p);
+	srv_stop(&s);
+}
+
 /* Feedback: labels pulled, emitted as LabeledSample (source
  * ground_truth), acknowledged; an ack that fails leaves them offered
  * again, and the device does not emit them twice; a 64-bit frame id
@@ -1633,6 +1731,149 @@ static void test_packager(void)
 	CHECK_UINT(x.dead, 0);
 	slog_free(&g);
 	srv_stop(&s);
+}
+
+/* The packager's stream ends, and with it the uploader's `queued` input:
+ * the engine finishes the uploader then, but it first drains the outbox
+ * (drain_on_end), so the metrics packages made after its first sync —
+ * not urgent, the interval an hour — reach the server in this run. With
+ * the core offline the drain gives up after drain_timeout and the
+ * packages stay queued. */
+static void test_drain(void)
+{
+	fprintf(stderr, "drain at the end of the inputs\n");
+	srv_t s = {0};
+	if (srv_start(&s, "drain", NULL))
+		return;
+	static const char *const nodes =
+		"  m: { type: metrics, params: { interval: 50ms, count: 4, "
+		"finish: never } }\n"
+		"  pack: { type: packager, params: { device_id: " DEV ", "
+		"batch_count: 1 } }\n";
+	static const char *const edges =
+		"  - { from: m.out, to: pack.metrics }\n"
+		"  - { from: pack.queued, to: up.queued }\n"
+		"  - { from: pack.packages, to: ev.packages }\n";
+	char store[512];
+	store_path(store, sizeof store, "drain-store");
+	ev_reset();
+	CHECK_INT(run_up(store, &s, "interval: 1h", nodes, edges), 0);
+	obx_t x;
+	outbox_look(store, &x);
+	CHECK_UINT(x.packages, 0);
+	CHECK_UINT(x.dead, 0);
+	slog_t g;
+	slog_read(&s, &g);
+	size_t n = 0, once = 0;
+	pthread_mutex_lock(&evmu);
+	for (size_t i = 0; i < nevs; i++) {
+		if (evs[i].type != 'P')
+			continue;
+		n++;
+		once += slog_count(&g, "stored", evs[i].label) == 1;
+	}
+	pthread_mutex_unlock(&evmu);
+	slog_free(&g);
+	CHECK_UINT(n, 4);
+	CHECK_UINT(once, n);
+	CHECK_INT(desc_num("uploaded"), 4);
+	CHECK_INT(srv_stat(&s, "stored"), 4);
+
+	/* offline: bounded by drain_timeout, nothing lost */
+	srv_do(&s, "/_test/config", "offline=1");
+	char store2[512];
+	store_path(store2, sizeof store2, "drain-store2");
+	ev_reset();
+	CHECK_INT(run_up(store2, &s, "interval: 1h, drain_timeout: 300ms",
+			 nodes, edges), 0);
+	outbox_look(store2, &x);
+	CHECK_UINT(x.packages, 4);
+	CHECK_INT(srv_stat(&s, "stored"), 4);
+	srv_stop(&s);
+}
+
+/* A package that fits only by evicting more important ones: the outbox
+ * refuses it (TLCM_ENOSPC) and the packager drops it — counted in a
+ * Dropped event (reason outbox_full) and logged, the graph running on —
+ * instead of holding it open and failing every later item. Metrics at
+ * priority 3 here, the outbox full of priority-1 packages. */
+static void test_outbox_full(void)
+{
+	fprintf(stderr, "outbox full of more important packages\n");
+	char store[512];
+	store_path(store, sizeof store, "full-store");
+	pk_t p[3] = {0};
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now); /* young: not for max_age */
+	for (size_t i = 0; i < 3; i++) {
+		mkid(p[i].id, 15, i);
+		p[i].prio = 1;
+		p[i].created = (uint64_t)now.tv_sec * 1000000000u + i;
+		p[i].payload = 1000;
+	}
+	put_pkgs(store, p, 3);
+	tlcm_store_t *st = open_store(store);
+	tlcm_outbox_stats_t os0 = {0};
+	if (st) {
+		tlcm_outbox_stats(tlcm_store_outbox(st), &os0);
+		tlcm_store_close(st);
+	}
+	char yaml[2048];
+	snprintf(yaml, sizeof yaml,
+		 "graph: full\n"
+		 "settings: { workers: 2, introspect: 'off', store: '%s', "
+		 "sync: batch }\n"
+		 "nodes:\n"
+		 "  m: { type: metrics, params: { interval: 20ms, count: 3, "
+		 "finish: never } }\n"
+		 "  pack: { type: packager, params: { device_id: " DEV ", "
+		 "batch_count: 1, priorities: 'metrics=3', "
+		 "max_bytes: %llu } }\n"
+		 "  ev: { type: evsink }\n"
+		 "edges:\n"
+		 "  - { from: m.out, to: pack.metrics }\n"
+		 "  - { from: pack.dropped, to: ev.events }\n"
+		 "  - { from: pack.queued, to: ev.events }\n",
+		 store, (unsigned long long)os0.bytes + 64);
+	ev_reset();
+	tlcm_run_result_t res;
+	int rc = run_yaml(yaml, &res);
+	if (rc)
+		fprintf(stderr, "  run: %s (%s)\n", tlcm_strerror(rc), res.why);
+	tlcm_run_result_fini(&res);
+	CHECK_INT(rc, 0);
+	size_t dropped = 0, queued_ev = 0;
+	uint64_t total = 0;
+	pthread_mutex_lock(&evmu);
+	for (size_t i = 0; i < nevs; i++) {
+		if (evs[i].type == 'Q')
+			queued_ev++;
+		if (evs[i].type != 'D')
+			continue;
+		CHECK_STR(evs[i].reason, "outbox_full");
+		CHECK_UINT(evs[i].count, 1);
+		CHECK(evs[i].label[0] != 0); /* names the package */
+		dropped += evs[i].count;
+		total = evs[i].total;
+	}
+	pthread_mutex_unlock(&evmu);
+	CHECK_UINT(dropped, 3);
+	CHECK_UINT(total, 3);
+	CHECK_UINT(queued_ev, 0);
+	/* the important packages are all still there, nothing evicted */
+	obx_t x;
+	outbox_look(store, &x);
+	CHECK_UINT(x.packages, 3);
+	for (size_t i = 0; i < 3; i++)
+		CHECK(queued(&x, p[i].id));
+	st = open_store(store);
+	if (st) {
+		tlcm_outbox_stats_t os;
+		tlcm_outbox_stats(tlcm_store_outbox(st), &os);
+		CHECK_UINT(os.evicted, 0);
+		CHECK_UINT(os.bytes, os0.bytes);
+		tlcm_store_close(st);
+	}
 }
 
 /* TLS: the core's certificate is verified. A self-signed core (openssl
@@ -1909,10 +2150,13 @@ int main(int argc, char **argv)
 	RUN(bad_answers);
 	RUN(permanent);
 	RUN(auth);
+	RUN(register_lost);
 	RUN(feedback);
 	RUN(energy);
 	RUN(urgent);
 	RUN(packager);
+	RUN(drain);
+	RUN(outbox_full);
 	RUN(tls);
 	RUN(kill9);
 	if (!tlcm_test_failures)
