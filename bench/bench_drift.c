@@ -97,16 +97,21 @@ static int run_graph(const tlcm_registry_t *reg, const char *path,
 }
 
 /* The front: what turns a frame into features. The scenario (the frame
- * source and referee) and the baseline's sink are neither front nor
- * lifecycle; everything else is the lifecycle. */
+ * source and referee), the baseline's sink and store-and-forward
+ * (telemetry, packager: issue 7, not the learning loop; their time per
+ * message is still reported) are neither front nor lifecycle; everything
+ * else is the lifecycle. */
 enum { PART_OTHER, PART_FRONT, PART_LIFECYCLE };
 
 static int part_of(const char *id)
 {
+	static const char *const other[] = {"scenario", "out", "telemetry",
+					    "pack", "up"};
 	if (!strcmp(id, "features") || !strcmp(id, "pca"))
 		return PART_FRONT;
-	if (!strcmp(id, "scenario") || !strcmp(id, "out"))
-		return PART_OTHER;
+	for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+		if (!strcmp(id, other[i]))
+			return PART_OTHER;
 	return PART_LIFECYCLE;
 }
 
