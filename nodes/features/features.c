@@ -114,8 +114,9 @@ static int param_floats(tlcm_ctx_t *ctx, const char *name, float *v,
 		char *end;
 		v[i] = strtof(items[i], &end);
 		if (end == items[i] || *end)
-			return tlcm_fail(why, wcap, TLCM_EINVAL, "%s[%zu]: '%s' "
-					 "is not a number", name, i, items[i]);
+			return tlcm_fail(why, wcap, TLCM_EINVAL, "%s[%zu]: "
+					 "'%s' is not a number", name, i,
+					 items[i]);
 	}
 	return 0;
 }
@@ -425,8 +426,8 @@ static void model_event(tlcm_ctx_t *ctx, tlcm_ModelEventKind_enum_t kind,
 	tlcm_fbb_ref_t p = tlcm_fbb_cstring(&b, path);
 	tlcm_fbb_ref_t n = tlcm_fbb_cstring(&b, name);
 	tlcm_fbb_ref_t r = tlcm_fbb_cstring(&b, reason);
-	tlcm_fbb_ref_t c = tlcm_fbb_cstring(&b, kind == tlcm_ModelEventKind_Loaded
-						    ? "" : "load_failed");
+	bool ok = kind == tlcm_ModelEventKind_Loaded;
+	tlcm_fbb_ref_t c = tlcm_fbb_cstring(&b, ok ? "" : "load_failed");
 	tlcm_ModelEvent_start(&b);
 	tlcm_ModelEvent_add_kind(&b, kind);
 	tlcm_ModelEvent_add_model(&b, n);

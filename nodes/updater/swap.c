@@ -111,7 +111,8 @@ int upd_copy_over(const char *src, const char *dst, const char *tmp,
 			return rc;
 	}
 	int rc = upd_rename(tmp, dst, why, cap);
-	if (rc)
-		unlink(tmp);
+	/* also after success: when tmp and dst were already links to one
+	 * file (dst restored from src before), rename() leaves both */
+	unlink(tmp);
 	return rc;
 }

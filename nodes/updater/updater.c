@@ -748,8 +748,8 @@ static bool acceptable(tlcm_ctx_t *ctx, upd_t *u, const upd_meta_t *m)
 	char k[48], reason[300];
 	key_for(k, sizeof k, "failed", m->version);
 	if (get_record(ctx, k, reason, sizeof reason)) {
-		snprintf(why, sizeof why, "update %s@%" PRIu64 " failed to load "
-			 "here before (%s)", m->name, m->version, reason);
+		snprintf(why, sizeof why, "update %s@%" PRIu64 " failed to "
+			 "load here before (%s)", m->name, m->version, reason);
 		refuse(ctx, u, m, "load_failed", why);
 		return false;
 	}
@@ -817,17 +817,18 @@ static void on_check(tlcm_ctx_t *ctx, upd_t *u, const upd_result_t *r,
 	if (s != 200) {
 		char words[200];
 		clean_text(words, sizeof words, r->body, r->len);
-		bool again = s >= 500 || s == 429 || s == 408 || s == 425 ||
-			     s == 401;
+		bool again = s >= 500 || s == 429 || s == 408 || s == 425;
 		if (again) {
 			retry_later(ctx, u, "http", "check: HTTP %ld %s", s,
 				    words);
 			return;
 		}
+		/* 401/403 and other refusals do not heal by retrying soon:
+		 * the next check comes after `interval` */
 		set_error(u, "check: HTTP %ld %s", s, words);
 		tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s", u->last_error);
-		event(ctx, u, tlcm_ModelEventKind_Failed, 0, "", "http",
-		      u->last_error);
+		event(ctx, u, tlcm_ModelEventKind_Failed, 0, "",
+		      s == 401 || s == 403 ? "auth" : "http", u->last_error);
 		u->failures++;
 		check_done(u, now);
 		return;
@@ -896,8 +897,8 @@ static void on_download(tlcm_ctx_t *ctx, upd_t *u, const upd_result_t *r,
 	}
 	u->bytes += r->received;
 	if (r->restarted)
-		tlcm_node_log(ctx, TLCM_LOG_INFO, "v%" PRIu64 ": the server sent"
-			      " the whole file again (no range)",
+		tlcm_node_log(ctx, TLCM_LOG_INFO, "v%" PRIu64 ": the server "
+			      "sent the whole file again (no range)",
 			      u->p.m.version);
 	u->p.offset = r->offset;
 	if ((r->status == 200 || r->status == 206) && r->etag[0])
@@ -941,7 +942,8 @@ static void on_download(tlcm_ctx_t *ctx, upd_t *u, const upd_result_t *r,
 		 * `size` is not signed, the SHA-256 judges the bytes */
 		if (r->offset != u->p.m.size)
 			tlcm_node_log(ctx, TLCM_LOG_WARN, "v%" PRIu64 ": the "
-				      "server's file has %" PRIu64 " bytes, the "
+				      "server's file has %" PRIu64 " bytes, "
+				      "the "
 				      "offer said %" PRIu64, v, r->offset,
 				      u->p.m.size);
 		verify_and_install(ctx, u, now);
@@ -1077,7 +1079,8 @@ static int load_pending(tlcm_ctx_t *ctx, upd_t *u, const char *text)
 		 cJSON_IsString(e) ? e->valuestring : "");
 	u->p.stage = ST_DOWNLOAD;
 	for (int i = 0; i < 3; i++)
-		if (cJSON_IsString(s) && !strcmp(s->valuestring, stage_names[i]))
+		if (cJSON_IsString(s) &&
+		    !strcmp(s->valuestring, stage_names[i]))
 			u->p.stage = i;
 	u->p.on = true;
 	cJSON_Delete(j);
@@ -1094,8 +1097,8 @@ static void recover(tlcm_ctx_t *ctx, upd_t *u)
 	if (!u->p.on)
 		return;
 	if (u->p.stage == ST_DOWNLOAD) {
-		tlcm_node_log(ctx, TLCM_LOG_INFO, "v%" PRIu64 ": %" PRIu64 " of %"
-			      PRIu64 " bytes kept from the last run",
+		tlcm_node_log(ctx, TLCM_LOG_INFO, "v%" PRIu64 ": %" PRIu64
+			      " of %" PRIu64 " bytes kept from the last run",
 			      u->p.m.version, u->p.offset, u->p.m.size);
 		return;
 	}
@@ -1107,12 +1110,13 @@ static void recover(tlcm_ctx_t *ctx, upd_t *u)
 		 * FILE.part */
 		struct stat st;
 		u->p.stage = ST_DOWNLOAD;
-		u->p.offset = !stat(u->part, &st) &&
-					      (uint64_t)st.st_size == u->p.m.size
-				      ? u->p.m.size : 0;
+		bool whole = !stat(u->part, &st) &&
+			     (uint64_t)st.st_size == u->p.m.size;
+		u->p.offset = whole ? u->p.m.size : 0;
 		save_pending(ctx, u);
-		tlcm_node_log(ctx, TLCM_LOG_INFO, "v%" PRIu64 " was not swapped "
-			      "in when the last run ended: %s", u->p.m.version,
+		tlcm_node_log(ctx, TLCM_LOG_INFO, "v%" PRIu64 " was not "
+			      "swapped in when the last run ended: %s",
+			      u->p.m.version,
 			      u->p.offset ? "its bytes are kept" : "again");
 		return;
 	}
@@ -1126,8 +1130,8 @@ static void recover(tlcm_ctx_t *ctx, upd_t *u)
 		 "loaded", u->rb_version);
 	int rc = upd_copy_over(u->prev, u->file, u->tmp, why, sizeof why);
 	if (rc) {
-		tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s; the previous model cannot"
-			      " be put back (%s): keeping v%" PRIu64,
+		tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s; the previous model "
+			      "cannot be put back (%s): keeping v%" PRIu64,
 			      u->last_reason, why, u->rb_version);
 		drop_pending(ctx, u);
 		return;
@@ -1162,8 +1166,9 @@ static void find_running(tlcm_ctx_t *ctx, upd_t *u)
 	if (have && !strcmp(rsha, sha))
 		u->running = v;
 	else
-		tlcm_node_log(ctx, TLCM_LOG_WARN, "%s is not the v%llu recorded "
-			      "(changed by hand?): taking version %" PRIu64
+		tlcm_node_log(ctx, TLCM_LOG_WARN, "%s is not the v%llu "
+			      "recorded (changed by hand?): taking version %"
+			      PRIu64
 			      " from the parameters", u->file, v, u->running);
 }
 
@@ -1492,8 +1497,9 @@ static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 		"\"%s\",\"file\":%s,\"phase\":\"%s\",\"pending\":%" PRIu64
 		",\"pending_offset\":%" PRIu64 ",\"pending_size\":%" PRIu64
 		",\"next_check_ms\":%" PRId64 ",\"checks\":%" PRIu64
-		",\"offers\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"downloads\":%"
-		PRIu64 ",\"resumes\":%" PRIu64 ",\"bytes\":%" PRIu64
+		",\"offers\":%" PRIu64 ",\"refused\":%" PRIu64
+		",\"downloads\":%" PRIu64 ",\"resumes\":%" PRIu64
+		",\"bytes\":%" PRIu64
 		",\"installed\":%" PRIu64 ",\"rolled_back\":%" PRIu64
 		",\"failures\":%" PRIu64 ",\"trusted_keys\":%zu,"
 		"\"last_code\":\"%s\",\"last_reason\":%s,\"last_error\":%s}",

@@ -59,7 +59,8 @@ static bool valid_hex64(const char *s)
 	if (strlen(s) != 64)
 		return false;
 	for (size_t i = 0; i < 64; i++)
-		if (!isdigit((unsigned char)s[i]) && !(s[i] >= 'a' && s[i] <= 'f'))
+		if (!isdigit((unsigned char)s[i]) &&
+		    !(s[i] >= 'a' && s[i] <= 'f'))
 			return false;
 	return true;
 }
@@ -88,7 +89,9 @@ bool upd_b64_decode(const char *s, uint8_t *out, size_t want)
 
 void upd_b64_encode(const uint8_t *in, size_t n, char *out, size_t cap)
 {
-	if (cap < sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL)) {
+	size_t need = sodium_base64_ENCODED_LEN(n,
+						sodium_base64_VARIANT_ORIGINAL);
+	if (cap < need) {
 		if (cap)
 			out[0] = 0;
 		return;
@@ -268,7 +271,8 @@ int upd_meta_from_json(const void *json, upd_meta_t *m, const char **code,
 	snprintf(m->url, sizeof m->url, "%s", url ? url : "");
 	/* the signature: absent is "unsigned" (upd_check), present but not
 	 * 64 bytes of base64 a bad signature */
-	const char *kid = json_str(o, "key_id"), *sig = json_str(o, "signature");
+	const char *kid = json_str(o, "key_id");
+	const char *sig = json_str(o, "signature");
 	if (kid && *kid)
 		snprintf(m->key_id, sizeof m->key_id, "%.*s", UPD_KEY_ID_MAX,
 			 kid);

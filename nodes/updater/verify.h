@@ -7,7 +7,8 @@
  * An offer (one entry of POST /models/available's `updates`) is signed by
  * the core with Ed25519 (libsodium crypto_sign_detached) over exactly
  *
- *     tinylcm-model/1\n<name>\n<version>\n<sha256 hex>\n<created_s>\n<expires_s>\n
+ *   tinylcm-model/1\n<name>\n<version>\n<sha256 hex>\n<created_s>\n
+ *   <expires_s>\n          (one string: the line break here is not in it)
  *
  * (decimal integers, the SHA-256 in 64 lower-case hex digits). The device
  * trusts a set of keys, each known by its key id (key_id → 32-byte public

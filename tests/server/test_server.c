@@ -1148,7 +1148,7 @@ static void on_feedback(conn_t *c, const req_t *r, const char *device,
 		apply_fault(c, r, &f, NULL);
 }
 
-/* ---- model updates ------------------------------------------------------- */
+/* ---- model updates ------------------------------------------------------ */
 
 /* POST /models/available: the offers put in by the test whose name the
  * device runs, unfiltered (the device must refuse what it should). */
