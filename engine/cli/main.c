@@ -103,6 +103,12 @@ static const command_t commands[] = {
 	 "                        [--batch N] (--idx IMAGES [--start N]\n"
 	 "                        [--count N] | --input RAW.f32)\n"
 	 "       tinylcm model import IN.tflite -o OUT.tlm\n"
+	 "       tinylcm model keygen --key-id ID -o PREFIX\n"
+	 "       tinylcm model sign FILE --name NAME --version N --key "
+	 "PREFIX.key\n"
+	 "                          [--expires-in 30d | --expires-s S]\n"
+	 "                          [--created-s S] [--url URL]\n"
+	 "       tinylcm model verify FILE --offer OFFER.json --keys KEYS.pub\n"
 	 "\n"
 	 "FILE is a .tlm model or a float32 .tflite one (converted on load).\n"
 	 "info prints the tensors, ops, input and outputs, the parameter\n"
@@ -116,6 +122,10 @@ static const command_t commands[] = {
 	 "--count images (default all); or --input, little-endian float32\n"
 	 "holding K whole input tensors, already preprocessed. import\n"
 	 "converts a .tflite file to .tlm and checks the result loads.\n"
+	 "keygen makes an Ed25519 key pair (PREFIX.key for the core,\n"
+	 "PREFIX.pub for devices); sign prints a file's signed update offer\n"
+	 "as the core serves it; verify runs a device's checks on an offer\n"
+	 "and a file (docs/models.md, Signed updates).\n"
 	 "Exits 1 with a message naming the file, tensor or op on failure.\n",
 	 tlcm_cli_model},
 	{"version", "print the version",
