@@ -689,7 +689,10 @@ static int rec_strip(void *arg, const void *key, size_t klen,
 		     const void *val, size_t vlen)
 {
 	struct rec_scan *r = arg;
-	if ((uintptr_t)val % 8) {
+	static const uint64_t none; /* an aligned place for empty values */
+	if (!vlen)
+		val = &none;
+	else if ((uintptr_t)val % 8) {
 		if (vlen > r->cap) {
 			free(r->copy);
 			r->cap = vlen;
