@@ -81,6 +81,10 @@ typedef struct {
 	float conf, mdist;
 } qs_t;
 
+struct ckey {          /* a sample of the distance cache */
+	uint64_t frame, fp; /* fp: its features' fingerprint */
+};
+
 typedef struct {
 	uint64_t frame;
 	char *label;
@@ -114,16 +118,27 @@ typedef struct {
 	bool precheck, inverse;
 	int metric;
 	char *labels[MAX_LABELS];
+	size_t label_len[MAX_LABELS];
 	size_t nlabels;
 	held_t *held;
 	size_t nheld, held_next, dim;
 	qs_t *qs;
-	float *qx;
+	float *qx;           /* the last batch's features */
+	size_t qx_cap;
+	float *px;           /* prepared features (cosine) */
+	size_t px_cap;
 	size_t nqs, qdim;
 	uint32_t q_size;
 	uint64_t q_admitted;   /* the quarantine's admissions so far */
 	uint64_t fruitless;    /* q_admitted when clustering last found no
 				  coherent cluster (+1; 0: it did) */
+	/* the squared distances of the last batch clustered (prepared
+	 * features), kept by frame and features' fingerprint: the next
+	 * batch mostly holds the same samples, so only the new ones' rows
+	 * are computed. Two sets of buffers, swapped per batch. */
+	float *cd2, *d2_next;
+	struct ckey *ckey, *ckey_next;
+	size_t ncx, cdim, cd2_cap, d2_next_cap, ckey_cap, ckey_next_cap;
 	rep_t *taught;
 	size_t ntaught;
 	trial_t tr;
@@ -281,7 +296,9 @@ static void trial_free(trial_t *t)
 static int intern(adapt_t *a, const char *s, size_t len)
 {
 	for (size_t i = 0; i < a->nlabels; i++)
-		if (strlen(a->labels[i]) == len && !memcmp(a->labels[i], s, len))
+		if (a->label_len[i] == len &&
+		    (!len || a->labels[i][0] == s[0]) &&
+		    !memcmp(a->labels[i], s, len))
 			return (int)i;
 	if (a->nlabels == MAX_LABELS)
 		return -1;
@@ -289,7 +306,19 @@ static int intern(adapt_t *a, const char *s, size_t len)
 	if (!d)
 		return -1;
 	a->labels[a->nlabels] = d;
+	a->label_len[a->nlabels] = strlen(d);
 	return (int)a->nlabels++;
+}
+
+/* intern() of the C string s, without measuring s first (a held-out
+ * prediction names k labels, nearly always known ones). */
+static int intern_str(adapt_t *a, const char *s)
+{
+	for (size_t i = 0; i < a->nlabels; i++)
+		if (a->labels[i][0] == s[0] &&
+		    !strncmp(a->labels[i], s, a->label_len[i] + 1))
+			return (int)i;
+	return intern(a, s, strlen(s));
 }
 
 static const char *label_name(const adapt_t *a, int id)
@@ -349,6 +378,16 @@ static void prep(const adapt_t *a, const float *x, size_t dim, float *out)
 	if (s > 0)
 		for (size_t j = 0; j < dim; j++)
 			out[j] = (float)(x[j] / sqrt(s));
+}
+
+/* x prepared (a->dim values): x itself, or normalised into buf for
+ * cosine. */
+static const float *prepped(const adapt_t *a, const float *x, float *buf)
+{
+	if (a->metric != TLCM_ADAPT_COSINE)
+		return x;
+	prep(a, x, a->dim, buf);
+	return buf;
 }
 
 /* ---- messages out ----------------------------------------------------- */
@@ -579,21 +618,56 @@ static size_t label_stats(const adapt_t *a, int label, double *c, float *p,
 }
 
 /* Median spread of the held-out labels with at least 5 predictions with
- * features; 0 when none. */
+ * features; 0 when none. Every label at once: one pass for the centroids,
+ * one for the spreads (each label's sums in the order label_stats takes
+ * them). */
 static double label_spread(const adapt_t *a)
 {
-	double *spread = malloc(a->nlabels * sizeof *spread + 1);
-	double *c = malloc(a->dim * sizeof *c + 1);
+	size_t *slot = calloc(a->nlabels + 1, sizeof *slot), ns = 0;
+	for (size_t i = 0; slot && i < a->nheld; i++)
+		if (a->held[i].label >= 0 && a->held[i].x)
+			slot[a->held[i].label]++;
+	for (size_t l = 0; slot && l < a->nlabels; l++)
+		slot[l] = slot[l] >= 5 ? ++ns : 0; /* 1-based; 0: none */
+	double *c = calloc(ns * a->dim + 1, sizeof *c);
+	double *ss = calloc(ns + 1, sizeof *ss);
+	size_t *cnt = calloc(ns + 1, sizeof *cnt);
 	float *p = malloc(a->dim * sizeof *p + 1);
-	size_t ns = 0;
-	for (size_t l = 0; spread && c && p && l < a->nlabels; l++) {
-		double sp;
-		if (label_stats(a, (int)l, c, p, &sp) >= 5)
-			spread[ns++] = sp;
+	double m = 0;
+	if (!ns || !c || !ss || !cnt || !p)
+		goto out;
+	for (size_t i = 0; i < a->nheld; i++) {
+		const held_t *h = &a->held[i];
+		size_t sl = h->label >= 0 && h->x ? slot[h->label] : 0;
+		if (!sl--)
+			continue;
+		const float *v = prepped(a, h->x, p);
+		double *cc = c + sl * a->dim;
+		for (size_t j = 0; j < a->dim; j++)
+			cc[j] += v[j];
+		cnt[sl]++;
 	}
-	double m = ns ? median(spread, ns) : 0;
-	free(spread);
+	for (size_t l = 0; l < ns; l++)
+		for (size_t j = 0; j < a->dim; j++)
+			c[l * a->dim + j] /= (double)cnt[l];
+	for (size_t i = 0; i < a->nheld; i++) {
+		const held_t *h = &a->held[i];
+		size_t sl = h->label >= 0 && h->x ? slot[h->label] : 0;
+		if (!sl--)
+			continue;
+		const float *v = prepped(a, h->x, p);
+		const double *cc = c + sl * a->dim;
+		for (size_t j = 0; j < a->dim; j++)
+			ss[sl] += (v[j] - cc[j]) * (v[j] - cc[j]);
+	}
+	for (size_t l = 0; l < ns; l++)
+		ss[l] = sqrt(ss[l] / (double)cnt[l]);
+	m = median(ss, ns);
+out:
+	free(slot);
 	free(c);
+	free(ss);
+	free(cnt);
 	free(p);
 	return m;
 }
@@ -712,33 +786,31 @@ static void truth_summary(const adapt_t *a, size_t *cnt, trial_t *t)
 #define SPLIT_DEPTH 2
 
 /* The largest coherent cluster among the points idx[0..n) of x (prepared
- * features): its members (indices into x) into out, its dispersion into
- * *disp; 0 when there is none. Top-down: the points are clustered (k by
- * silhouette, a split only when it reaches min_silhouette); a cluster too
- * dispersed but at least twice min_cluster_size is split again on its own
- * (now into the best k >= 2 whatever its silhouette: it is known not to
- * be one group), down to SPLIT_DEPTH levels. In high dimensions the
- * silhouette of real classes is low (0.15-0.2 on the Fashion-MNIST
- * embeddings), so the dispersion test decides, not the silhouette. */
+ * features; d2: the squared distances of x's rows, ld per row): its
+ * members (indices into x) into out, its dispersion into *disp; 0 when
+ * there is none. Top-down: the points are clustered (k by silhouette, a
+ * split only when it reaches min_silhouette); a cluster too dispersed but
+ * at least twice min_cluster_size is split again on its own (now into the
+ * best k >= 2 whatever its silhouette: it is known not to be one group),
+ * down to SPLIT_DEPTH levels. In high dimensions the silhouette of real
+ * classes is low (0.15-0.2 on the Fashion-MNIST embeddings), so the
+ * dispersion test decides, not the silhouette. */
 static size_t find_cluster(tlcm_ctx_t *ctx, adapt_t *a, const float *x,
-			   size_t dim, const size_t *idx, size_t n,
-			   double maxd, int depth, size_t *out, double *disp,
-			   int *err)
+			   size_t dim, const float *d2, size_t ld,
+			   const size_t *idx, size_t n, double maxd, int depth,
+			   size_t *out, double *disp, int *err)
 {
-	float *sub = malloc(n * dim * sizeof *sub + 1);
 	size_t *mem = malloc(n * sizeof *mem + 1);
 	size_t *sub_out = malloc(n * sizeof *sub_out + 1);
 	tlcm_clustering_t cl = {0};
 	size_t best = 0;
 	*disp = 0;
-	*err = sub && mem && sub_out ? 0 : TLCM_ENOMEM;
-	for (size_t i = 0; !*err && i < n; i++)
-		memcpy(sub + i * dim, x + idx[i] * dim, dim * sizeof *sub);
+	*err = mem && sub_out ? 0 : TLCM_ENOMEM;
 	tlcm_cluster_opts_t o = a->copts;
 	if (depth)
 		o.min_silhouette = -1;
 	if (!*err)
-		*err = tlcm_cluster(sub, n, dim, &o, &cl);
+		*err = tlcm_cluster_d2(x, dim, d2, ld, idx, n, &o, &cl);
 	for (size_t c = 0; !*err && c < cl.k; c++) {
 		size_t nm = tlcm_cluster_members(&cl, c, mem);
 		for (size_t i = 0; i < nm; i++)
@@ -750,7 +822,7 @@ static size_t find_cluster(tlcm_ctx_t *ctx, adapt_t *a, const float *x,
 			      2 * depth, "", c, nm, d, maxd,
 			      ok ? "" : ": rejected");
 		if (!ok && depth < SPLIT_DEPTH && nm >= 2 * a->min_cluster) {
-			nm = find_cluster(ctx, a, x, dim, mem, nm, maxd,
+			nm = find_cluster(ctx, a, x, dim, d2, ld, mem, nm, maxd,
 					  depth + 1, sub_out, &d, err);
 			ok = nm > 0;
 			if (ok)
@@ -762,11 +834,160 @@ static size_t find_cluster(tlcm_ctx_t *ctx, adapt_t *a, const float *x,
 			memcpy(out, mem, nm * sizeof *out);
 		}
 	}
-	free(sub);
 	free(mem);
 	free(sub_out);
 	tlcm_clustering_free(&cl);
 	return *err ? 0 : best;
+}
+
+#define CACHE_MAX 1024 /* points whose distances are kept (2 x 4 MiB) */
+
+/* Room for n values of `size` bytes in *p (capacity *cap, contents not
+ * kept); 0 or TLCM_ENOMEM. Buffers used per batch are kept: fresh
+ * memory costs a page fault per 4 KiB, more than the copy into it. */
+static int reserve(void *p, size_t *cap, size_t n, size_t size)
+{
+	void **b = p;
+	if (n <= *cap && *b)
+		return 0;
+	size_t want = n < 2 * *cap ? 2 * *cap : n; /* batches grow */
+	free(*b);
+	*cap = 0;
+	if ((*b = malloc(want * size + 1)))
+		*cap = want;
+	else if ((*b = malloc(n * size + 1)))
+		*cap = n;
+	else
+		return TLCM_ENOMEM;
+	return 0;
+}
+
+#define SWAP(x, y)                                                            \
+	do {                                                                  \
+		__typeof__(x) t_ = (x);                                       \
+		(x) = (y);                                                    \
+		(y) = t_;                                                     \
+	} while (0)
+
+static void drop_cache(adapt_t *a)
+{
+	free(a->cd2);
+	free(a->d2_next);
+	free(a->ckey);
+	free(a->ckey_next);
+	a->cd2 = a->d2_next = NULL;
+	a->ckey = a->ckey_next = NULL;
+	a->ncx = a->cd2_cap = a->d2_next_cap = 0;
+	a->ckey_cap = a->ckey_next_cap = 0;
+}
+
+/* A 64-bit fingerprint of dim values (four multiply-xor lanes over
+ * 8-byte words): telling a re-used frame id with other features from the
+ * same sample, not a defence against crafted input. */
+static uint64_t fingerprint(const float *x, size_t dim)
+{
+	const unsigned char *p = (const unsigned char *)x;
+	size_t len = dim * sizeof *x, i = 0;
+	uint64_t h[4] = {0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full,
+			 0x165667b19e3779f9ull, 0x27d4eb2f165667c5ull};
+	for (; i + 32 <= len; i += 32)
+		for (int l = 0; l < 4; l++) {
+			uint64_t w;
+			memcpy(&w, p + i + 8 * l, 8);
+			h[l] = (h[l] ^ w) * 0x100000001b3ull;
+			h[l] ^= h[l] >> 29;
+		}
+	for (; i + 4 <= len; i += 4) {
+		uint32_t w;
+		memcpy(&w, p + i, 4);
+		h[0] = (h[0] ^ w) * 0x100000001b3ull;
+		h[0] ^= h[0] >> 29;
+	}
+	uint64_t r = len;
+	for (int l = 0; l < 4; l++)
+		r = (r ^ h[l]) * 0x9e3779b97f4a7c15ull, r ^= r >> 32;
+	return r;
+}
+
+typedef struct {
+	uint64_t frame;
+	size_t i;
+} fidx_t;
+
+static int by_frame(const void *x, const void *y)
+{
+	const fidx_t *p = x, *q = y;
+	return (p->frame > q->frame) - (p->frame < q->frame);
+}
+
+/* The n x n squared distances of the batch's prepared features x into
+ * *out: a->cd2, kept for the next batch (or, beyond CACHE_MAX points, a
+ * matrix the caller frees). Pairs of samples the last batch held too
+ * (same frame, same fingerprint) come from there; the kernel gives (i, j)
+ * and (j, i) the same bits, so the matrix equals one computed afresh. */
+static int batch_distances(adapt_t *a, const float *x, size_t n, size_t dim,
+			   float **out)
+{
+	bool keep = n <= CACHE_MAX;
+	float *d2 = NULL;
+	size_t *old = malloc(n * sizeof *old + 1);
+	fidx_t *f = malloc(a->ncx * sizeof *f + 1);
+	int rc = old && f ? 0 : TLCM_ENOMEM;
+	if (!rc && keep)
+		rc = reserve(&a->d2_next, &a->d2_next_cap, n * n, sizeof *d2);
+	if (!rc && keep)
+		rc = reserve(&a->ckey_next, &a->ckey_next_cap, n,
+			     sizeof *a->ckey_next);
+	if (!rc)
+		d2 = keep ? a->d2_next : malloc(n * n * sizeof *d2 + 1);
+	if (rc || !d2) {
+		free(old);
+		free(f);
+		drop_cache(a); /* nothing half-updated stays */
+		return TLCM_ENOMEM;
+	}
+	bool cached = keep && a->ncx && a->cdim == dim;
+	for (size_t i = 0; cached && i < a->ncx; i++)
+		f[i] = (fidx_t){a->ckey[i].frame, i};
+	if (cached)
+		qsort(f, a->ncx, sizeof *f, by_frame);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t fp = fingerprint(x + i * dim, dim);
+		fidx_t key = {a->qs[i].frame, 0}, *hit = NULL;
+		if (cached)
+			hit = bsearch(&key, f, a->ncx, sizeof *f, by_frame);
+		old[i] = hit && a->ckey[hit->i].fp == fp ? hit->i : SIZE_MAX;
+		if (keep)
+			a->ckey_next[i] = (struct ckey){key.frame, fp};
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; old[i] != SIZE_MAX && j < n; j++)
+			if (old[j] != SIZE_MAX)
+				d2[i * n + j] =
+					a->cd2[old[i] * a->ncx + old[j]];
+	for (size_t i = 0; i < n; i++) {
+		if (old[i] != SIZE_MAX)
+			continue;
+		float *row = d2 + i * n;
+		tlcm_cluster_sqdist(x + i * dim, x, n, dim, row, false);
+		for (size_t j = 0; j < n; j++)
+			d2[j * n + i] = row[j];
+	}
+	free(old);
+	free(f);
+	if (!keep) {
+		drop_cache(a);
+		*out = d2;
+		return 0;
+	}
+	SWAP(a->cd2, a->d2_next);
+	SWAP(a->cd2_cap, a->d2_next_cap);
+	SWAP(a->ckey, a->ckey_next);
+	SWAP(a->ckey_cap, a->ckey_next_cap);
+	a->ncx = n;
+	a->cdim = dim;
+	*out = d2;
+	return 0;
 }
 
 /* Pick a candidate from the last batch and start a trial with it. */
@@ -799,22 +1020,35 @@ static int attempt(tlcm_ctx_t *ctx, adapt_t *a)
 		}
 		maxd = a->disp_factor * s;
 	}
-	float *x = malloc(n * dim * sizeof *x + 1);
+	/* the features as clustered: the batch's own, normalised for
+	 * cosine */
+	const float *x = a->qx;
+	int rc = 0;
+	if (a->metric == TLCM_ADAPT_COSINE &&
+	    !(rc = reserve(&a->px, &a->px_cap, n * dim, sizeof *a->px))) {
+		for (size_t i = 0; i < n; i++)
+			prep(a, a->qx + i * dim, dim, a->px + i * dim);
+		x = a->px;
+	}
 	size_t *idx = malloc(n * sizeof *idx), *mem = malloc(n * sizeof *mem);
 	size_t *near = malloc(n * sizeof *near);
 	double *md = malloc(n * sizeof *md);
 	trial_t *t = &a->tr;
 	memset(t, 0, sizeof *t);
-	int rc = x && idx && mem && near && md ? 0 : TLCM_ENOMEM;
+	if (!rc && (!idx || !mem || !near || !md))
+		rc = TLCM_ENOMEM;
 	size_t nm = 0, nn = 0;
 	double disp = 0;
-	for (size_t i = 0; !rc && i < n; i++) {
-		prep(a, a->qx + i * dim, dim, x + i * dim);
+	for (size_t i = 0; !rc && i < n; i++)
 		idx[i] = i;
-	}
+	float *d2 = NULL;
 	if (!rc)
-		nm = find_cluster(ctx, a, x, dim, idx, n, maxd, 0, mem, &disp,
-				  &rc);
+		rc = batch_distances(a, x, n, dim, &d2);
+	if (!rc)
+		nm = find_cluster(ctx, a, x, dim, d2, n, idx, n, maxd, 0, mem,
+				  &disp, &rc);
+	if (d2 != a->cd2)
+		free(d2); /* beyond CACHE_MAX */
 	if (nm)
 		nn = tlcm_cluster_central(x, dim, mem, nm, a->nreps, near,
 					  &disp);
@@ -844,7 +1078,6 @@ static int attempt(tlcm_ctx_t *ctx, adapt_t *a)
 			cc[j] += x[mem[k] * dim + j] / (double)nm;
 	if (nm && !cc)
 		rc = TLCM_ENOMEM;
-	free(x);
 	free(idx);
 	free(mem);
 	free(near);
@@ -1089,23 +1322,33 @@ static int maybe_rename(tlcm_ctx_t *ctx, adapt_t *a, const char *p)
 {
 	if (!a->votes || strncmp(p, a->prefix, strlen(a->prefix)))
 		return 0;
+	/* the votes per truth, in the order each truth first votes: the
+	 * first with the most wins */
+	const char **truth = malloc(a->ntaught * sizeof *truth + 1);
+	size_t *votes = malloc(a->ntaught * sizeof *votes + 1);
 	const char *best = NULL;
-	size_t bn = 0, total = 0;
-	for (size_t i = 0; i < a->ntaught; i++) {
+	size_t bn = 0, total = 0, nt = 0;
+	for (size_t i = 0; truth && votes && i < a->ntaught; i++) {
 		const rep_t *r = &a->taught[i];
 		if (!r->truth || strcmp(r->pseudo, p))
 			continue;
 		total++;
-		size_t c = 0;
-		for (size_t j = 0; j < a->ntaught; j++)
-			c += a->taught[j].truth &&
-			     !strcmp(a->taught[j].pseudo, p) &&
-			     !strcmp(a->taught[j].truth, r->truth);
-		if (c > bn) {
-			bn = c;
-			best = r->truth;
+		size_t t = 0;
+		while (t < nt && strcmp(truth[t], r->truth))
+			t++;
+		if (t == nt) {
+			truth[nt] = r->truth;
+			votes[nt++] = 0;
 		}
+		votes[t]++;
 	}
+	for (size_t t = 0; t < nt; t++)
+		if (votes[t] > bn) {
+			bn = votes[t];
+			best = truth[t];
+		}
+	free(truth);
+	free(votes);
 	if (!best || bn < a->votes || 3 * bn < 2 * total)
 		return 0;
 	char to[MAX_LABEL_LEN + 1];
@@ -1286,18 +1529,23 @@ static int on_batch(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 					   tlcm_QuarantinedSample_frame_id(s),
 					   j);
 	}
+	/* the features into the kept buffer (its pages are mapped
+	 * already: fresh ones cost a fault per 4 KiB, more than the copy) */
 	qs_t *qs = malloc((n ? n : 1) * sizeof *qs);
-	float *qx = malloc((n * dim + 1) * sizeof *qx);
-	if (!qs || !qx) {
+	if (!qs || reserve(&a->qx, &a->qx_cap, n * dim, sizeof *a->qx)) {
 		free(qs);
-		free(qx);
+		if (!a->qx)
+			a->nqs = 0;
 		return TLCM_ENOMEM;
 	}
+	float *qx = a->qx;
 	for (size_t i = 0; i < n; i++) {
 		tlcm_QuarantinedSample_table_t s =
 			tlcm_QuarantineBatch_samples_at(qb, i);
 		const char *l = tlcm_QuarantinedSample_label(s);
 		const char *tr = tlcm_QuarantinedSample_truth(s);
+		memcpy(qx + i * dim, tlcm_QuarantinedSample_features(s),
+		       dim * sizeof *qx);
 		qs[i] = (qs_t){tlcm_QuarantinedSample_frame_id(s),
 			       l ? intern(a, l,
 					  tlcm_QuarantinedSample_label_len(s))
@@ -1307,13 +1555,9 @@ static int on_batch(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 				  : -1,
 			       tlcm_QuarantinedSample_confidence(s),
 			       tlcm_QuarantinedSample_mean_distance(s)};
-		memcpy(qx + i * dim, tlcm_QuarantinedSample_features(s),
-		       dim * sizeof *qx);
 	}
 	free(a->qs);
-	free(a->qx);
 	a->qs = qs;
-	a->qx = qx;
 	a->nqs = n;
 	a->qdim = dim;
 	a->q_size = tlcm_QuarantineBatch_size(qb);
@@ -1396,7 +1640,7 @@ static int on_heldout(tlcm_ctx_t *ctx, adapt_t *a, const tlcm_msg_t *m)
 	h->k = k;
 	for (size_t i = 0; i < k; i++) {
 		const char *tl = tlcm_Prediction_top_labels_at(p, i);
-		h->top[i] = tl ? intern(a, tl, strlen(tl)) : -1;
+		h->top[i] = tl ? intern_str(a, tl) : -1;
 		h->td[i] = tlcm_Prediction_top_distances_at(p, i);
 	}
 	trial_t *tr = &a->tr;
@@ -1500,6 +1744,8 @@ static void fini(tlcm_ctx_t *ctx, void *st)
 	free(a->gt);
 	free(a->qs);
 	free(a->qx);
+	free(a->px);
+	drop_cache(a);
 	free_taught(a);
 	trial_free(&a->tr);
 	for (size_t i = 0; i < a->nlabels; i++)
