@@ -16,7 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int tlcm_test_checks, tlcm_test_failures;
+/* atomic: CHECKs also run in the test nodes' worker threads */
+static _Atomic int tlcm_test_checks, tlcm_test_failures;
 
 #define TLCM__FAIL(...)                                                     \
 	do {                                                                \
