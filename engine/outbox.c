@@ -570,6 +570,8 @@ static void drop_victims(tlcm_outbox_t *o, const size_t take[NPRIO],
 			 size_t nvict, tlcm_outbox_entry_t *out, size_t max)
 {
 	size_t k = 0;
+	if (!nvict) /* the usual put: no walk over every priority */
+		return;
 	for (int p = NPRIO - 1; p > 0; p--)
 		for (size_t i = 0; i < take[p]; i++) {
 			item_t *it = pq_at(&o->q[p], 0);
