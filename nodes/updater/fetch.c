@@ -21,6 +21,8 @@
 
 #include <curl/curl.h>
 
+#include "nodes/uploader/http.h"
+
 #include "engine/error.h"
 #include "nodes/updater/fetch.h"
 
@@ -214,26 +216,11 @@ int upd_fetch_new(upd_fetch_t **out, const upd_fetch_opts_t *o, char *why,
 	SET(CURLOPT_WRITEDATA, h);
 	SET(CURLOPT_HEADERFUNCTION, on_header);
 	SET(CURLOPT_HEADERDATA, h);
-	SET(CURLOPT_USERAGENT, o->user_agent);
-	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	SET(CURLOPT_PROTOCOLS_STR, "http,https");
-	SET(CURLOPT_FOLLOWLOCATION, 0L);
-	SET(CURLOPT_TCP_KEEPALIVE, 1L);
-	SET(CURLOPT_TCP_NODELAY, 1L);
-	SET(CURLOPT_CONNECTTIMEOUT_MS, ms(o->connect_timeout_ns));
-	SET(CURLOPT_SSL_VERIFYPEER, 1L);
-	SET(CURLOPT_SSL_VERIFYHOST, 2L);
-	if (o->ca_file && *o->ca_file)
-		SET(CURLOPT_CAINFO, o->ca_file);
-	if (o->ca_path && *o->ca_path)
-		SET(CURLOPT_CAPATH, o->ca_path);
-	if (o->low_speed_time_ns && o->low_speed_bytes > 0) {
-		long s = (long)((o->low_speed_time_ns + 999999999) /
-				1000000000u);
-		SET(CURLOPT_LOW_SPEED_LIMIT, o->low_speed_bytes);
-		SET(CURLOPT_LOW_SPEED_TIME, s);
-	}
 #undef SET
+	if (!rc)
+		rc = (CURLcode)up_http_link_opts(
+			e, o->user_agent, o->connect_timeout_ns, o->ca_file,
+			o->ca_path, o->low_speed_time_ns, o->low_speed_bytes);
 	if (rc) {
 		int r = tlcm_fail(why, cap, TLCM_EINVAL, "curl: %s",
 				  curl_easy_strerror(rc));

@@ -67,6 +67,44 @@ static long ms(uint64_t ns)
 	return m > 0x7fffffff ? 0x7fffffff : (long)m;
 }
 
+/* The connection options every client of the core uses. */
+int up_http_link_opts(void *easy, const char *user_agent,
+		      uint64_t connect_timeout_ns, const char *ca_file,
+		      const char *ca_path, uint64_t low_speed_time_ns,
+		      long low_speed_bytes)
+{
+	CURL *e = easy;
+	CURLcode rc = CURLE_OK;
+#define SET(opt, val)                                                       \
+	do {                                                                \
+		if (!rc)                                                    \
+			rc = curl_easy_setopt(e, opt, val);                 \
+	} while (0)
+	SET(CURLOPT_USERAGENT, user_agent);
+	/* HTTP/2 over TLS when the server offers it (ALPN), else 1.1 */
+	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	SET(CURLOPT_TCP_KEEPALIVE, 1L);
+	SET(CURLOPT_TCP_NODELAY, 1L);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, ms(connect_timeout_ns));
+	/* peer and host verification stay on (curl's default); only where
+	 * the trusted CAs come from can be chosen */
+	SET(CURLOPT_SSL_VERIFYPEER, 1L);
+	SET(CURLOPT_SSL_VERIFYHOST, 2L);
+	if (ca_file && *ca_file)
+		SET(CURLOPT_CAINFO, ca_file);
+	if (ca_path && *ca_path)
+		SET(CURLOPT_CAPATH, ca_path);
+	if (low_speed_time_ns && low_speed_bytes > 0) {
+		long s = (long)((low_speed_time_ns + 999999999) / 1000000000u);
+		SET(CURLOPT_LOW_SPEED_LIMIT, low_speed_bytes);
+		SET(CURLOPT_LOW_SPEED_TIME, s);
+	}
+#undef SET
+	return (int)rc;
+}
+
 int up_http_new(up_http_t **out, const up_http_opts_t *o, char *why,
 		size_t cap)
 {
@@ -98,31 +136,13 @@ int up_http_new(up_http_t **out, const up_http_opts_t *o, char *why,
 	SET(CURLOPT_ERRORBUFFER, h->err);
 	SET(CURLOPT_WRITEFUNCTION, on_data);
 	SET(CURLOPT_WRITEDATA, h);
-	SET(CURLOPT_USERAGENT, o->user_agent);
 	/* decoded by curl: bodies come back as sent */
 	SET(CURLOPT_ACCEPT_ENCODING, "gzip, deflate");
-	/* HTTP/2 over TLS when the server offers it (ALPN), else 1.1 */
-	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	SET(CURLOPT_PROTOCOLS_STR, "http,https");
-	SET(CURLOPT_FOLLOWLOCATION, 0L);
-	SET(CURLOPT_TCP_KEEPALIVE, 1L);
-	SET(CURLOPT_TCP_NODELAY, 1L);
-	SET(CURLOPT_CONNECTTIMEOUT_MS, ms(o->connect_timeout_ns));
-	/* peer and host verification stay on (curl's default); only where
-	 * the trusted CAs come from can be chosen */
-	SET(CURLOPT_SSL_VERIFYPEER, 1L);
-	SET(CURLOPT_SSL_VERIFYHOST, 2L);
-	if (o->ca_file && *o->ca_file)
-		SET(CURLOPT_CAINFO, o->ca_file);
-	if (o->ca_path && *o->ca_path)
-		SET(CURLOPT_CAPATH, o->ca_path);
-	if (o->low_speed_time_ns && o->low_speed_bytes > 0) {
-		long s = (long)((o->low_speed_time_ns + 999999999) /
-				1000000000u);
-		SET(CURLOPT_LOW_SPEED_LIMIT, o->low_speed_bytes);
-		SET(CURLOPT_LOW_SPEED_TIME, s);
-	}
 #undef SET
+	if (!rc)
+		rc = (CURLcode)up_http_link_opts(
+			e, o->user_agent, o->connect_timeout_ns, o->ca_file,
+			o->ca_path, o->low_speed_time_ns, o->low_speed_bytes);
 	if (rc) {
 		int r = tlcm_fail(why, cap, TLCM_EINVAL, "curl: %s",
 				  curl_easy_strerror(rc));

@@ -44,6 +44,17 @@ typedef struct up_resp {
 	char error[256];     /* curl's words when curl != 0 */
 } up_resp_t;
 
+/* The connection options every client of the core sets on its curl easy
+ * handle (`easy`: a CURL *): user agent, HTTP/2 over TLS when offered, no
+ * redirects, TCP keep-alive, connect timeout, TLS peer and host always
+ * verified (ca_file / ca_path, NULL or "": the system's store), abort
+ * below low_speed_bytes/s for low_speed_time_ns (0: never). Returns a
+ * CURLcode (0: all set). The updater's downloads use it too. */
+int up_http_link_opts(void *easy, const char *user_agent,
+		      uint64_t connect_timeout_ns, const char *ca_file,
+		      const char *ca_path, uint64_t low_speed_time_ns,
+		      long low_speed_bytes);
+
 /* 0, or TLCM_E* with why filled. */
 int up_http_new(up_http_t **out, const up_http_opts_t *o, char *why,
 		size_t cap);
