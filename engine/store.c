@@ -638,19 +638,58 @@ int tlcm_store_write(tlcm_store_t *s, tlcm_batch_t *b)
 int tlcm_store_scan(tlcm_store_t *s, const char *f, const void *prefix,
 		    size_t plen, tlcm_scan_fn fn, void *arg)
 {
+	return tlcm_store_scan_range(s, f, prefix, plen, NULL, 0, false, fn,
+				     arg);
+}
+
+int tlcm_store_scan_range(tlcm_store_t *s, const char *f, const void *prefix,
+			  size_t plen, const void *from, size_t flen,
+			  bool reverse, tlcm_scan_fn fn, void *arg)
+{
 	rocksdb_column_family_handle_t *h = fam(s, f, false);
 	if (!h)
 		return 0;
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, h);
+	if (from && flen) {
+		if (reverse)
+			rocksdb_iter_seek_for_prev(it, from, flen);
+		else
+			rocksdb_iter_seek(it, from, flen);
+	} else if (!reverse) {
+		rocksdb_iter_seek(it, prefix, plen);
+	} else {
+		/* the last key with this prefix: seek past it (the prefix
+		 * with its last byte incremented, carrying), step back */
+		unsigned char up[256];
+		size_t n = plen < sizeof up ? plen : sizeof up;
+		memcpy(up, prefix, n);
+		while (n && up[n - 1] == 0xff)
+			n--;
+		if (n) {
+			up[n - 1]++;
+			rocksdb_iter_seek_for_prev(it, (char *)up, n);
+			/* seek_for_prev lands on `up` itself when it exists */
+			size_t kl;
+			const char *k = rocksdb_iter_valid(it) ?
+				rocksdb_iter_key(it, &kl) : NULL;
+			if (k && kl == n && !memcmp(k, up, n))
+				rocksdb_iter_prev(it);
+		} else {
+			rocksdb_iter_seek_to_last(it);
+		}
+	}
 	int rc = 0;
-	for (rocksdb_iter_seek(it, prefix, plen); !rc && rocksdb_iter_valid(it);
-	     rocksdb_iter_next(it)) {
+	while (!rc && rocksdb_iter_valid(it)) {
 		size_t kl, vl;
 		const char *k = rocksdb_iter_key(it, &kl);
 		if (kl < plen || memcmp(k, prefix, plen))
 			break;
 		const char *v = rocksdb_iter_value(it, &vl);
 		rc = fn(arg, k, kl, v, vl);
+		if (reverse)
+			rocksdb_iter_prev(it);
+		else
+			rocksdb_iter_next(it);
 	}
 	char *err = NULL;
 	if (!rc)

@@ -84,6 +84,14 @@ typedef int (*tlcm_scan_fn)(void *arg, const void *key, size_t klen,
 int tlcm_store_scan(tlcm_store_t *s, const char *family, const void *prefix,
 		    size_t plen, tlcm_scan_fn fn, void *arg);
 
+/* The same within prefix, starting at key `from` (NULL: the first key of
+ * the prefix; in reverse, the last), forwards or backwards (reverse: keys
+ * <= from, newest first when keys end in a big-endian time). */
+int tlcm_store_scan_range(tlcm_store_t *s, const char *family,
+			  const void *prefix, size_t plen, const void *from,
+			  size_t flen, bool reverse, tlcm_scan_fn fn,
+			  void *arg);
+
 /* ---- snapshots ---- */
 
 typedef struct tlcm_snap_info {

@@ -12,6 +12,7 @@
 #include "nodes/telemetry/telemetry.h"
 #include "nodes/test/test_nodes.h"
 #include "nodes/transform/scaler_pca.h"
+#include "nodes/core/core.h"
 #include "nodes/uploader/uploader.h"
 #include "nodes/updater/updater.h"
 
@@ -41,6 +42,7 @@ static const tlcm_node_type_t *const builtin[] = {
 	&tlcm_node_logs,
 	&tlcm_node_uploader,
 	&tlcm_node_updater,
+	&tlcm_node_core,
 };
 
 int tlcm_builtin_nodes(tlcm_registry_t *r)
