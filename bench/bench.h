@@ -15,6 +15,8 @@
 typedef struct {
 	int runs;      /* timed repetitions; the median is reported */
 	double scale;  /* multiplies each suite's default op count */
+	const char *sync; /* --sync: the one store sync policy to run (suites
+			   that run a store, e.g. core-ingest); NULL: theirs */
 } bench_opts_t;
 
 typedef struct {

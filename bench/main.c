@@ -14,6 +14,7 @@
 volatile uint64_t bench_sink;
 
 int bench_suite_upload(const bench_opts_t *o); /* bench_upload.c */
+int bench_suite_core_ingest(const bench_opts_t *o); /* bench_core_ingest.c */
 
 static const bench_suite_t suites[] = {
 	{"fb", "FlatBuffers build/verify/read vs cJSON encode/parse",
@@ -32,6 +33,9 @@ static const bench_suite_t suites[] = {
 	 bench_suite_outbox},
 	{"upload", "uploader packages/s (4 KiB, one keep-alive connection) "
 	 "per sync policy vs the curl CLI", bench_suite_upload},
+	{"core-ingest", "core packages/s and latency p50/p99 (4 KiB, 10 "
+	 "keep-alive uploaders, de-dup on) per sync policy vs NNG's HTTP "
+	 "server alone", bench_suite_core_ingest},
 };
 #define NSUITES (sizeof suites / sizeof suites[0])
 
@@ -94,6 +98,9 @@ static void usage(FILE *f)
 		"  --runs N    timed runs per case (default 7, max 64)\n"
 		"  --scale X   multiply operations per run (default 1; 0.01 "
 		"for a smoke run)\n"
+		"  --sync P    store sync policy always|batch|never, for suites "
+		"that run\n"
+		"              a store (core-ingest; default: the suite's)\n"
 		"  --list      list the suites\n"
 		"  --version   print the version\n");
 }
@@ -124,6 +131,8 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			o.runs = (int)v;
+		} else if (!strcmp(a, "--sync") && i + 1 < argc) {
+			o.sync = argv[++i];
 		} else if (!strcmp(a, "--scale") && i + 1 < argc) {
 			char *end;
 			o.scale = strtod(argv[++i], &end);

@@ -645,35 +645,12 @@ static int model_keygen(int argc, char **argv)
 	return 0;
 }
 
-/* The one key of a secret key file ("ID BASE64" of 64 bytes). */
+/* The one key of a secret key file (nodes/updater/verify.c). */
 static int read_secret(const char *path, char *id, uint8_t sk[UPD_SK_BYTES])
 {
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		fprintf(stderr, "tinylcm model: %s: %s\n", path,
-			strerror(errno));
-		return 1;
-	}
-	char line[512], b64[256];
-	int found = 0;
-	while (!found && fgets(line, sizeof line, f)) {
-		if (line[0] == '#')
-			continue;
-		char kid[128];
-		if (sscanf(line, "%127s %255s", kid, b64) == 2 &&
-		    upd_valid_key_id(kid) && upd_b64_decode(b64, sk,
-							    UPD_SK_BYTES)) {
-			snprintf(id, UPD_KEY_ID_MAX + 1, "%.*s", UPD_KEY_ID_MAX,
-				 kid);
-			found = 1;
-		}
-	}
-	sodium_memzero(line, sizeof line);
-	sodium_memzero(b64, sizeof b64);
-	fclose(f);
-	if (!found) {
-		fprintf(stderr, "tinylcm model: %s: no \"KEY_ID BASE64\" secret"
-			" key (64 bytes; a .pub file cannot sign)\n", path);
+	char why[WHY];
+	if (upd_secret_load(path, id, sk, why, sizeof why)) {
+		fprintf(stderr, "tinylcm model: %s\n", why);
 		return 1;
 	}
 	return 0;

@@ -22,6 +22,11 @@
  *   core/metrics   ID\0 be64(time_ns) be64(seq) -> metrics JSON
  *   core/logs      ID\0 be64(time_ns) be64(seq) -> log line JSON
  *   core/feedback  ID\0 be64(seq) -> label JSON (pending, until acked)
+ *   core/models    NAME\0 be64(version) -> model metadata JSON;
+ *                  core/model_blobs, same key -> the model file (models.c)
+ *   core/telemetry METRIC\0 MODEL\0 ID\0 be64(day) -> sum, min, max,
+ *                  count; core/telemetry_days ID\0 be64(day) -> points;
+ *                  core/telemetry_ids ID\0 KEY -> "" (telemetry.c)
  */
 #ifndef TLCM_NODES_CORE_H
 #define TLCM_NODES_CORE_H
@@ -101,6 +106,8 @@ bool core_json_get_u64(const cJSON *it, uint64_t *out);
 /* ---- shared state -------------------------------------------------------- */
 
 typedef struct core_device core_device_t;
+typedef struct core_models core_models_t;       /* models.c */
+typedef struct core_telemetry core_telemetry_t; /* telemetry.c */
 
 typedef struct core_stats {
 	_Atomic uint64_t requests, errors4, errors5;
@@ -150,6 +157,10 @@ struct core {
 	atomic_int inflight;   /* requests taken by NNG, not yet answered */
 
 	core_stats_t st;
+
+	/* the model registry's key and the telemetry's settings and locks */
+	core_models_t *models;
+	core_telemetry_t *tel;
 };
 
 /* Route handlers (devices.c, ingest.c, hub.c). */
@@ -164,12 +175,45 @@ void core_drift_get(core_req_t *r);
 void core_drift_image(core_req_t *r);
 void core_drift_validate(core_req_t *r);
 void core_sample_label(core_req_t *r);
+void core_samples_list(core_req_t *r);
 void core_sample_thumb(core_req_t *r);
 void core_feedback_get(core_req_t *r);
 void core_feedback_ack(core_req_t *r);
 void core_device_metrics(core_req_t *r);
 void core_device_logs(core_req_t *r);
 void core_page(core_req_t *r);
+/* Models (models.c) and community telemetry (telemetry.c). */
+void core_models_post(core_req_t *r);
+void core_models_available(core_req_t *r);
+void core_model_get(core_req_t *r);
+void core_telemetry_submit(core_req_t *r);
+void core_community_averages(core_req_t *r);
+void core_community_rank(core_req_t *r);
+void core_pool_status(core_req_t *r);
+
+/* Models (models.c): read the signing key and settings (params
+ * signing_key, key_id, model_ttl); 0 or TLCM_E* with why. free: any
+ * time, also after a failed init. */
+int core_models_init(core_t *c, char *why, size_t cap);
+void core_models_free(core_t *c);
+/* Does the core sign offers? Its key id into key_id ("" none). */
+bool core_models_signing(const core_t *c, char *key_id, size_t cap);
+/* A model name of the core: [a-z0-9._-]{1,64}, not "." or "..". */
+bool core_valid_model(const char *s);
+/* Admin (dev "") or any registered device (its id in dev): 0, or an
+ * error was answered (401/403) and -1. */
+int core_auth_reader(core_req_t *r, char *dev);
+
+/* Telemetry (telemetry.c): settings (community_min_days,
+ * community_min_devices, telemetry_max_age) and locks. */
+int core_telemetry_init(core_t *c, char *why, size_t cap);
+void core_telemetry_free(core_t *c);
+uint64_t core_community_min_days(const core_t *c);
+/* May dev have community models (telemetry on community_min_days
+ * distinct days)? *days: the days counted (up to the threshold; may be
+ * NULL). 0, or a store error. */
+int core_community_eligible(core_t *c, const char *dev, bool *ok,
+			    uint64_t *days);
 
 /* Drift events (hub.c): write event o (freed) with its indexes into b. */
 int core_event_put(core_t *c, tlcm_batch_t *b, const char *evid,

@@ -6,7 +6,8 @@
  * The table lives in memory under c->mu and in family core/devices as one
  * JSON value per device; a registration is written (synced per the
  * graph's policy) before it is answered, last-seen times and counters at
- * the next tick.
+ * the next tick (and the counters are counted again from the package and
+ * feedback records at start, so a crash does not leave them short).
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
@@ -175,10 +176,92 @@ static int load_one(void *arg, const void *key, size_t klen, const void *val,
 	return rc;
 }
 
+/* A device's packages, bytes and drift events are persisted at the tick,
+ * so a crash loses up to a second of them, for good. The package records
+ * (core/packages, written with each package) and the pending labels
+ * (core/feedback) are the truth: they are counted again at start. */
+static int count_package(void *arg, const void *key, size_t klen,
+			 const void *val, size_t vlen)
+{
+	core_t *c = arg;
+	(void)key, (void)klen;
+	cJSON *o = core_json_parse(val, vlen);
+	const char *id = cJSON_GetStringValue(
+		cJSON_GetObjectItemCaseSensitive(o, "device_id"));
+	core_device_t *d = id ? find(c, id) : NULL;
+	if (d) {
+		d->packages++;
+		d->bytes += num(o, "size");
+		d->drift_events += num(cJSON_GetObjectItemCaseSensitive(
+			o, "decoded"), "drift_events");
+	}
+	cJSON_Delete(o);
+	return 0;
+}
+
+static int count_feedback(void *arg, const void *key, size_t klen,
+			  const void *val, size_t vlen)
+{
+	core_t *c = arg;
+	(void)val, (void)vlen;
+	size_t dl = strnlen(key, klen);
+	char id[CORE_ID_MAX + 1];
+	if (dl + 9 == klen && dl <= CORE_ID_MAX) {
+		memcpy(id, key, dl);
+		id[dl] = 0;
+		core_device_t *d = find(c, id);
+		if (d)
+			d->feedback++;
+	}
+	return 0;
+}
+
+static int recount(core_t *c)
+{
+	uint64_t *was = calloc(c->capdev + 1, 4 * sizeof *was);
+	if (!was)
+		return TLCM_ENOMEM;
+	for (size_t i = 0; i < c->capdev; i++) {
+		core_device_t *d = c->dev[i];
+		if (!d)
+			continue;
+		uint64_t *w = was + 4 * i;
+		w[0] = d->packages, w[1] = d->bytes, w[2] = d->drift_events;
+		w[3] = (uint64_t)d->feedback;
+		d->packages = d->bytes = d->drift_events = 0;
+		d->feedback = 0;
+	}
+	int rc = tlcm_store_scan(c->store, "core/packages", "", 0,
+				 count_package, c);
+	if (!rc)
+		rc = tlcm_store_scan(c->store, "core/feedback", "", 0,
+				     count_feedback, c);
+	for (size_t i = 0; !rc && i < c->capdev; i++) {
+		core_device_t *d = c->dev[i];
+		uint64_t *w = was + 4 * i;
+		if (d && (w[0] != d->packages || w[1] != d->bytes ||
+			  w[2] != d->drift_events ||
+			  w[3] != (uint64_t)d->feedback)) {
+			tlcm_log(TLCM_LOG_INFO, tlcm_node_id(c->ctx), "device "
+				 "%s: %" PRIu64 " packages, %" PRIu64 " labels "
+				 "waiting (the registry said %" PRIu64 ", %"
+				 PRIu64 ": the core stopped without saving "
+				 "them)", d->id, d->packages,
+				 (uint64_t)d->feedback, w[0], w[3]);
+			d->dirty = true;
+			c->dirty_stats = true;
+		}
+	}
+	free(was);
+	return rc;
+}
+
 int core_devices_load(core_t *c, char *why, size_t cap)
 {
 	pthread_mutex_lock(&c->mu);
 	int rc = tlcm_store_scan(c->store, FAM, "", 0, load_one, c);
+	if (!rc)
+		rc = recount(c);
 	pthread_mutex_unlock(&c->mu);
 	if (rc)
 		snprintf(why, cap, "cannot read the device registry: %s",

@@ -215,9 +215,13 @@ void core_error(core_req_t *r, int status, const char *code,
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof detail, fmt, ap);
 	va_end(ap);
+	/* details quote what was sent (a package's id, a header): keep the
+	 * answer valid UTF-8 JSON whatever those bytes are */
+	char clean[sizeof detail];
+	core_clean_text(detail, clean, sizeof clean);
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "error", code);
-	cJSON_AddStringToObject(o, "detail", detail);
+	cJSON_AddStringToObject(o, "detail", clean);
 	char *s = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	if (s) {
@@ -242,8 +246,15 @@ bool core_query(const core_req_t *r, const char *name, char *out, size_t cap)
 	for (const char *p = r->query; *p;) {
 		const char *amp = strchr(p, '&');
 		size_t n = amp ? (size_t)(amp - p) : strlen(p);
-		if (n > nl && p[nl] == '=' && !strncmp(p, name, nl))
-			return pct_decode(p + nl + 1, n - nl - 1, out, cap);
+		/* present but not decodable (a bad escape, a NUL, too long)
+		 * reads as "", which every caller refuses or matches with
+		 * nothing: never as absent (?device=a%00b is no filter-less
+		 * list) */
+		if (n > nl && p[nl] == '=' && !strncmp(p, name, nl)) {
+			if (!pct_decode(p + nl + 1, n - nl - 1, out, cap))
+				out[0] = 0;
+			return true;
+		}
 		if (n == nl && !strncmp(p, name, nl))
 			return pct_decode("", 0, out, cap);
 		p += n + (amp ? 1 : 0);
@@ -276,8 +287,16 @@ static const route_t routes[] = {
 	{"GET", "/api/v1/drift/events/{}", core_drift_get},
 	{"GET", "/api/v1/drift/events/{}/image", core_drift_image},
 	{"POST", "/api/v1/drift/events/{}/validate", core_drift_validate},
+	{"GET", "/api/v1/samples", core_samples_list},
 	{"POST", "/api/v1/samples/{}/label", core_sample_label},
 	{"GET", "/api/v1/samples/{}/thumbnail", core_sample_thumb},
+	{"POST", "/api/v1/models", core_models_post},
+	{"POST", "/api/v1/models/available", core_models_available},
+	{"GET", "/api/v1/models/{}/{}", core_model_get},
+	{"POST", "/api/v1/telemetry/submit", core_telemetry_submit},
+	{"GET", "/api/v1/community/averages", core_community_averages},
+	{"GET", "/api/v1/community/rank", core_community_rank},
+	{"GET", "/api/v1/pool/status", core_pool_status},
 	{"GET", "/metrics", prometheus},
 	{"GET", "/", core_page},
 };
@@ -381,10 +400,17 @@ static void dispatch(core_req_t *r)
 
 /* ---- the worker pool ------------------------------------------------------ */
 
-static void req_free(core_req_t *r)
+/* Free r. Inside r->rx's own callback (on_body, and enqueue called from
+ * it) the aio can only be reaped, freed later by NNG's reaper thread; a
+ * worker frees it at once (nng_aio_free waits for that callback to have
+ * returned), which spares a wake-up of the reaper for every request with
+ * a body. */
+static void req_free(core_req_t *r, bool in_rx_cb)
 {
-	if (r->rx)
+	if (r->rx && in_rx_cb)
 		nng_aio_reap(r->rx);
+	else if (r->rx)
+		nng_aio_free(r->rx);
 	free(r->body);
 	free(r);
 }
@@ -408,7 +434,7 @@ static void *worker(void *arg)
 		if (!r->replied)
 			core_error(r, 500, "internal", "the handler did not "
 				   "answer");
-		req_free(r);
+		req_free(r, false);
 		pthread_mutex_lock(&c->qmu);
 	}
 	pthread_mutex_unlock(&c->qmu);
@@ -428,7 +454,7 @@ static void enqueue(core_req_t *r)
 		core_add_header(r, "Retry-After", "1");
 		core_error(r, 503, "busy", "%d requests are waiting; try again",
 			   MAX_QUEUE);
-		req_free(r);
+		req_free(r, true);
 		return;
 	}
 	r->next = NULL;
@@ -450,7 +476,7 @@ static void on_body(void *arg)
 		r->replied = true;
 		nng_aio_finish(r->aio, rv);
 		atomic_fetch_sub(&r->c->inflight, 1);
-		req_free(r);
+		req_free(r, true);
 		return;
 	}
 	r->body[r->len] = 0;
@@ -850,6 +876,13 @@ cJSON *core_json_parse(const char *s, size_t n)
 	bool in_str = false;
 	for (size_t i = 0; i < n;) {
 		char ch = s[i];
+		/* a NUL, raw or as \u0000, would cut the C string cJSON makes:
+		 * {"device_id": "ab\u0000cd"} must not be read as "ab" */
+		if (!ch || (in_str && ch == '\\' && n - i >= 6 &&
+			    !memcmp(s + i + 1, "u0000", 5))) {
+			free(b);
+			return NULL;
+		}
 		if (in_str) {
 			b[o++] = ch;
 			i++;
@@ -864,8 +897,11 @@ cJSON *core_json_parse(const char *s, size_t n)
 			b[o++] = s[i++];
 			continue;
 		}
+		/* only a number's first digits: not those of a fraction or an
+		 * exponent (0.30000000000000004), nor of a negative number */
 		if (isdigit((unsigned char)ch) &&
-		    (i == 0 || !isalnum((unsigned char)s[i - 1]))) {
+		    (i == 0 || (!isalnum((unsigned char)s[i - 1]) &&
+				!strchr(".+-", s[i - 1])))) {
 			size_t k = i;
 			while (k < n && isdigit((unsigned char)s[k]))
 				k++;
@@ -886,7 +922,10 @@ cJSON *core_json_parse(const char *s, size_t n)
 		}
 		b[o++] = s[i++];
 	}
-	cJSON *j = cJSON_ParseWithLength(b, o);
+	/* one JSON value and nothing after it ({"a":1}garbage is refused):
+	 * cJSON wants the NUL inside the length for that */
+	b[o++] = 0;
+	cJSON *j = cJSON_ParseWithLengthOpts(b, o, NULL, true);
 	free(b);
 	fix_big(j);
 	return j;

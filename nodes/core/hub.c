@@ -262,11 +262,11 @@ void core_drift_image(core_req_t *r)
 	char key[CORE_UUID_LEN + 1 + 140];
 	int kl = img ? snprintf(key, sizeof key, "%.36s/%s", r->param[0], img)
 		     : 0;
-	cJSON_Delete(e);
 	void *v = NULL;
 	size_t vl;
 	if (!img || tlcm_store_get(r->c->store, "core/images", key,
 				   (size_t)kl, &v, &vl)) {
+		cJSON_Delete(e);
 		core_error(r, 404, "not_found", "drift event %s has no image",
 			   r->param[0]);
 		return;
@@ -274,6 +274,7 @@ void core_drift_image(core_req_t *r)
 	const char *ext = strrchr(img, '.');
 	core_reply(r, 200, ext && !strcmp(ext, ".jpg") ? "image/jpeg" :
 		   "image/png", v, vl);
+	cJSON_Delete(e); /* img points into it */
 	free(v);
 }
 
@@ -581,6 +582,65 @@ void core_sample_thumb(core_req_t *r)
 	free(png);
 }
 
+typedef struct {
+	cJSON *out;
+	size_t left;
+	const char *device;
+	int labelled; /* -1 any, 0 without truth, 1 with */
+} slist_t;
+
+static int list_sample(void *arg, const void *key, size_t klen,
+		       const void *val, size_t vlen)
+{
+	slist_t *l = arg;
+	if (l->device && (klen - 8 != strlen(l->device) ||
+			  memcmp((const char *)key + 8, l->device, klen - 8)))
+		return 0;
+	cJSON *o = core_json_parse(val, vlen);
+	if (!o)
+		return 0;
+	bool has = cJSON_GetObjectItemCaseSensitive(o, "truth") != NULL;
+	if (l->labelled >= 0 && has != (l->labelled == 1)) {
+		cJSON_Delete(o);
+		return 0;
+	}
+	cJSON_AddItemToArray(l->out, o);
+	return --l->left ? 0 : 1;
+}
+
+/* GET /samples?device=&labelled=true|false&limit=: quarantined samples,
+ * in frame order. */
+void core_samples_list(core_req_t *r)
+{
+	if (core_auth_admin(r))
+		return;
+	char dev[CORE_ID_MAX + 1], lab[8];
+	slist_t l = {.labelled = -1};
+	if (core_query(r, "device", dev, sizeof dev)) {
+		if (!core_valid_device(dev)) {
+			core_error(r, 400, "bad_request", "device: not "
+				   "[A-Za-z0-9._-]{1,64}");
+			return;
+		}
+		l.device = dev;
+	}
+	if (core_query(r, "labelled", lab, sizeof lab)) {
+		if (strcmp(lab, "true") && strcmp(lab, "false")) {
+			core_error(r, 400, "bad_request", "labelled: want true "
+				   "or false");
+			return;
+		}
+		l.labelled = !strcmp(lab, "true");
+	}
+	if (!query_limit(r, &l.left, 100, 10000))
+		return;
+	cJSON *o = cJSON_CreateObject();
+	l.out = cJSON_AddArrayToObject(o, "samples");
+	int rc = tlcm_store_scan(r->c->store, "core/samples", "", 0,
+				 list_sample, &l);
+	core_reply_cjson(r, rc < 0 ? rc : 0, o);
+}
+
 /* ---- feedback queue ------------------------------------------------------ */
 
 static int max_seq(void *arg, const void *key, size_t klen, const void *val,
@@ -674,7 +734,9 @@ void core_feedback_ack(core_req_t *r)
 		const char *s = cJSON_GetStringValue(id);
 		uint64_t seq = 0;
 		char *end = NULL;
-		if (s && strlen(s) == 19 && !strncmp(s, "fb-", 3))
+		/* 16 hex digits: strtoull alone would take "fb- -00…01" */
+		if (s && strlen(s) == 19 && !strncmp(s, "fb-", 3) &&
+		    strspn(s + 3, "0123456789abcdefABCDEF") == 16)
 			seq = strtoull(s + 3, &end, 16);
 		if (!seq || !end || *end) {
 			core_error(r, 400, "bad_request", "ids: '%.40s' is not "

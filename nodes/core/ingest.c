@@ -121,6 +121,11 @@ static int on_samples(ingest_t *g, const void *data)
 			      tlcm_QuarantinedSample_confidence(s));
 		core_json_num(o, "mean_distance",
 			      tlcm_QuarantinedSample_mean_distance(s));
+		/* the device's own truth, carried only by evaluation runs
+		 * (eval.scenario): shown as such, never used as a label */
+		if (tlcm_QuarantinedSample_truth_len(s))
+			core_json_text(o, "device_truth",
+				       tlcm_QuarantinedSample_truth(s));
 		cJSON_AddNumberToObject(o, "reasons",
 					tlcm_QuarantinedSample_reasons(s));
 		core_json_add_u64(o, "time_ns", tlcm_QuarantinedSample_time_ns(s));
@@ -252,7 +257,8 @@ static int on_attachments(ingest_t *g, tlcm_Package_table_t p)
 		tlcm_Attachment_table_t a = tlcm_Package_attachments_at(p, i);
 		const char *name = tlcm_Attachment_name(a);
 		const char *mt = tlcm_Attachment_media_type(a);
-		if (!valid_name(name)) {
+		if (!valid_name(name) ||
+		    strlen(name) != tlcm_Attachment_name_len(a)) {
 			snprintf(g->why, sizeof g->why, "attachment %zu: name "
 				 "not [A-Za-z0-9._-]{1,128} (or starts with "
 				 "'.')", i);
@@ -292,8 +298,8 @@ static void answer(core_req_t *r, const char *id, const char *status)
 static void reject(core_req_t *r, int status, const char *why)
 {
 	atomic_fetch_add(&r->c->st.rejected, 1);
-	core_error(r, status, status == 403 ? "forbidden" : "bad_request",
-		   "%s", why);
+	core_error(r, status, status == 403 ? "forbidden" :
+		   status == 413 ? "too_large" : "bad_request", "%s", why);
 }
 
 /* Store it all; under the id's stripe lock. Returns the status to answer
@@ -392,6 +398,14 @@ void core_packages_post(core_req_t *r)
 	tlcm_Package_table_t p = tlcm_Package_as_root(r->body);
 	const char *id = tlcm_Package_id(p);
 	const char *pd = tlcm_Package_device_id(p);
+	/* C string compares stop at a NUL: "dev\0x" must not pass as dev */
+	if (strlen(id) != tlcm_Package_id_len(p) ||
+	    strlen(pd) != tlcm_Package_device_id_len(p) ||
+	    strlen(tlcm_Package_kind(p)) != tlcm_Package_kind_len(p)) {
+		reject(r, 400, "a NUL inside the package's id, device_id or "
+		       "kind");
+		return;
+	}
 	if (strcmp(id, key)) {
 		snprintf(why, sizeof why, "package id '%.40s' but "
 			 "Idempotency-Key %s", id, key);
@@ -402,6 +416,14 @@ void core_packages_post(core_req_t *r)
 		snprintf(why, sizeof why, "package of device '%.64s' sent by "
 			 "%s", pd, dev);
 		reject(r, 403, why);
+		return;
+	}
+	const char *kind = tlcm_Package_kind(p);
+	if (!kind[0] || strlen(kind) > 32 || strspn(kind,
+	    "abcdefghijklmnopqrstuvwxyz_") != strlen(kind)) {
+		snprintf(why, sizeof why, "kind '%.40s' is not [a-z_]{1,32}",
+			 kind);
+		reject(r, 400, why);
 		return;
 	}
 	/* what decoding would allocate, before it does */

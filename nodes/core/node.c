@@ -48,6 +48,21 @@ static const tlcm_param_desc_t params[] = {
 	 "concurrent requests share one fsync)", 1, 64, NULL, 0},
 	{"port_file", TLCM_P_PATH, "", "write the bound port here once "
 	 "serving (for port 0)", 0, 0, NULL, 0},
+	{"signing_key", TLCM_P_PATH, "", "Ed25519 secret key file of "
+	 "`tinylcm model keygen` (PREFIX.key): signs model offers; empty: "
+	 "model upload answers 403", 0, 0, NULL, 0},
+	{"key_id", TLCM_P_STRING, "", "the key id offers carry; must be the "
+	 "one in signing_key's file (empty: that one)", 0, 0, NULL, 0},
+	{"model_ttl", TLCM_P_DURATION, "30d", "offers of an upload without "
+	 "expires_s expire this long after it", 3.6e12, 3.1536e17, NULL, 0},
+	{"community_min_days", TLCM_P_INT, "30", "distinct days of "
+	 "telemetry a device needs for community models", 1, 3650, NULL, 0},
+	{"community_min_devices", TLCM_P_INT, "3", "community averages and "
+	 "ranks over fewer devices are not shown (anonymity)", 1, 1e6, NULL,
+	 0},
+	{"telemetry_max_age", TLCM_P_DURATION, "7d", "telemetry points older "
+	 "than this are refused (contribution days cannot be back-dated)",
+	 3.6e12, 3.1536e17, NULL, 0},
 	{0},
 };
 
@@ -77,6 +92,8 @@ static void destroy(core_t *c)
 	if (c->store)
 		core_devices_flush(c);
 	core_devices_free(c);
+	core_models_free(c);
+	core_telemetry_free(c);
 	for (int i = 0; i < CORE_LOCKS; i++)
 		pthread_mutex_destroy(&c->locks[i]);
 	pthread_mutex_destroy(&c->mu);
@@ -119,6 +136,10 @@ static int init(tlcm_ctx_t *ctx, void *st)
 	if (!rc && (rc = core_feedback_load(c)))
 		snprintf(why, sizeof why, "cannot read the feedback queue: %s",
 			 tlcm_strerror(rc));
+	if (!rc)
+		rc = core_models_init(c, why, sizeof why);
+	if (!rc)
+		rc = core_telemetry_init(c, why, sizeof why);
 	const char *cert = tlcm_param_str(ctx, "tls_cert");
 	if (!rc)
 		rc = core_http_start(c, tlcm_param_str(ctx, "listen"), cert,

@@ -48,13 +48,14 @@
 #include "nodes/capture/image.h"
 #include "nodes/eval/eval.h"
 
-enum { IN_PRED, IN_DRIFT, IN_ADAPT, IN_QUAR };
+enum { IN_PRED, IN_DRIFT, IN_ADAPT, IN_QUAR, IN_FEEDBACK };
 enum { OUT_FRAMES, OUT_LABELS };
 enum { PH_WARM, PH_A, PH_B, PH_C, NPH };
 static const char *const phase_name[NPH] = {"warm-up", "A", "B", "C"};
 
 /* what tick() is doing */
-enum { S_PLAY, S_WAIT_B, S_LABELS, S_WAIT_LABELS, S_PLAY_C, S_WAIT_END,
+enum { S_PLAY, S_WAIT_B, S_LABELS, S_WAIT_EXT, S_WAIT_LABELS, S_PLAY_C,
+       S_WAIT_END,
        S_DONE };
 
 #define FRAMES_PER_TICK 8
@@ -73,6 +74,9 @@ static const tlcm_port_desc_t inputs[] = {
 	 TLCM_PORT_OPTIONAL},
 	{"quarantine", "QBAT", "the quarantine's batches: the frames ground "
 	 "truth is given for (feedback edge)", TLCM_PORT_OPTIONAL},
+	{"feedback", "SMPL", "labels given elsewhere (the core's drift hub, "
+	 "through the uploader): counted and checked, see wait_labels "
+	 "(feedback edge)", TLCM_PORT_OPTIONAL},
 	{0},
 };
 
@@ -113,6 +117,12 @@ static const tlcm_param_desc_t params[] = {
 	 "scores the state after autonomous adaptation", 0.05, 1, NULL, 0},
 	{"ground_truth", TLCM_P_BOOL, "true", "label the quarantined frames "
 	 "before phase C", 0, 0, NULL, 0},
+	{"wait_labels", TLCM_P_FLOAT, "0", "with ground_truth false: before "
+	 "phase C wait until labels for this share of the quarantined "
+	 "frames came in on `feedback` (a person at the core), at most "
+	 "wait_labels_for", 0, 1, NULL, 0},
+	{"wait_labels_for", TLCM_P_DURATION, "120s", "longest wait for those "
+	 "labels; then phase C starts with what came", 0, 0, NULL, 0},
 	{"seed", TLCM_P_INT, "1", "draws and order", 0, 0, NULL, 0},
 	{"width", TLCM_P_INT, "0", "frame width (0: the dataset's); frames "
 	 "are stretched to width x height, e.g. for a 224x224 model", 0,
@@ -207,6 +217,8 @@ typedef struct scen {
 
 	gt_t *gt;
 	size_t ngt, gt_cap, gt_sent;
+	size_t fb_in, fb_right;         /* labels on `feedback`, correct */
+	uint64_t fb_wait_until;         /* S_WAIT_EXT's deadline */
 	uint32_t *gt_map;               /* id -> gt index + 1 */
 	size_t gt_map_cap;
 
@@ -690,7 +702,22 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 			return 0;
 		s->t_ab = (double)(now - s->t_start) / 1e9;
 		s->state = tlcm_param_bool(ctx, "ground_truth") ? S_LABELS
+			   : tlcm_param_float(ctx, "wait_labels") > 0 ?
+								S_WAIT_EXT
 								: S_WAIT_LABELS;
+		if (s->state == S_WAIT_EXT) {
+			s->fb_wait_until =
+				now + tlcm_param_duration_ns(ctx,
+							     "wait_labels_for");
+			tlcm_node_log(ctx, TLCM_LOG_INFO, "phase C: waiting for "
+				      "labels of %.0f %% of %zu quarantined "
+				      "frames on `feedback`",
+				      100 * tlcm_param_float(ctx,
+							     "wait_labels"),
+				      s->ngt);
+			tlcm_set_tick(ctx, THROTTLE_TICK_NS);
+			return 0;
+		}
 		if (s->state == S_LABELS)
 			tlcm_node_log(ctx, TLCM_LOG_INFO, "phase C: ground truth "
 				      "for %zu quarantined frames", s->ngt);
@@ -706,6 +733,20 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 			tlcm_set_tick(ctx, WAIT_TICK_NS);
 		}
 		return rc;
+	case S_WAIT_EXT: {
+		double want = tlcm_param_float(ctx, "wait_labels") *
+			      (double)s->ngt;
+		bool late = now >= s->fb_wait_until;
+		if ((double)s->fb_in < want && !late && !tlcm_stopping(ctx))
+			return 0;
+		tlcm_node_log(ctx, late ? TLCM_LOG_WARN : TLCM_LOG_INFO,
+			      "phase C: %zu labels came in (%zu right) for %zu "
+			      "quarantined frames%s", s->fb_in, s->fb_right,
+			      s->ngt, late ? "; stopped waiting" : "");
+		s->state = S_WAIT_LABELS;
+		tlcm_set_tick(ctx, WAIT_TICK_NS);
+		return 0;
+	}
 	case S_WAIT_LABELS:
 		if (!tlcm_graph_idle(ctx) || !tlcm_inputs_empty(ctx))
 			return 0;
@@ -887,6 +928,27 @@ static int on_batch(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
 	return 0;
 }
 
+/* A label from elsewhere: count it, and whether it names the frame's
+ * true class (scored frames only; others cannot be checked). */
+static int on_feedback(tlcm_ctx_t *ctx, scen_t *s, const tlcm_msg_t *m)
+{
+	const void *buf = tlcm_msg_data(m);
+	const char *why;
+	if (memcmp(m->type, "SMPL", 4) ||
+	    tlcm_LabeledSample_verify_as_root(buf, m->size, &why)) {
+		s->bad++;
+		tlcm_node_log(ctx, TLCM_LOG_WARN, "feedback: not a "
+			      "LabeledSample");
+		return TLCM_EBADMSG;
+	}
+	tlcm_LabeledSample_table_t l = tlcm_LabeledSample_as_root(buf);
+	rec_t *r = find_rec(s, tlcm_LabeledSample_frame_id(l));
+	const char *name = r ? s->cname[r->cls] : NULL;
+	s->fb_in++;
+	s->fb_right += name && !strcmp(name, tlcm_LabeledSample_label(l));
+	return 0;
+}
+
 static int process(tlcm_ctx_t *ctx, void *st, int port, const tlcm_msg_t *m)
 {
 	scen_t *s = st;
@@ -895,6 +957,7 @@ static int process(tlcm_ctx_t *ctx, void *st, int port, const tlcm_msg_t *m)
 	case IN_DRIFT: return on_drift(ctx, s, m);
 	case IN_ADAPT: return on_adapt(ctx, s, m);
 	case IN_QUAR: return on_batch(ctx, s, m);
+	case IN_FEEDBACK: return on_feedback(ctx, s, m);
 	}
 	return TLCM_EINVAL;
 }
@@ -1159,6 +1222,12 @@ static int report(tlcm_ctx_t *ctx, scen_t *s)
 			"C: accuracy, all classes", c_acc, g, yes(ok_acc));
 		fprintf(f, "%-44s %10zu\n", "C: ground-truth labels sent",
 			s->gt_sent);
+		if (s->fb_in)
+			fprintf(f, "%-44s %10zu\n", "C: labels received "
+				"(feedback), right", s->fb_right);
+		if (s->fb_in)
+			fprintf(f, "%-44s %10zu\n", "C: labels received "
+				"(feedback), all", s->fb_in);
 		fprintf(f, "%-44s %10s\n", "adaptations: commits/rollbacks/"
 			   "rejects", "");
 		fprintf(f, "%-44s %4" PRIu64 " / %" PRIu64 " / %" PRIu64 "\n",
@@ -1223,8 +1292,9 @@ static int report(tlcm_ctx_t *ctx, scen_t *s)
 		snprintf(x, sizeof x, "\"baseline\":{\"phase_a\":%.6g},"
 			 "\"goal_max_loss\":%g", a_acc, goal_ret);
 		jline(f, "b_tail_known_accuracy", "ratio", t_acc, o.t_known, x);
-		snprintf(x, sizeof x, "\"goal\":%g,\"labels_sent\":%zu",
-			 goal_acc, s->gt_sent);
+		snprintf(x, sizeof x, "\"goal\":%g,\"labels_sent\":%zu,"
+			 "\"labels_received\":%zu,\"labels_received_right\":"
+			 "%zu", goal_acc, s->gt_sent, s->fb_in, s->fb_right);
 		jline(f, "phase_c_accuracy_all", "ratio", c_acc, o.c_n, x);
 		for (int c = 0; c < 256; c++) {
 			if (!o.c_cls_n[c])
@@ -1265,7 +1335,8 @@ static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 {
 	scen_t *s = st;
 	static const char *const states[] = {
-		"play", "wait_b", "labels", "wait_labels", "play_c",
+		"play", "wait_b", "labels", "wait_ext", "wait_labels",
+		"play_c",
 		"wait_end", "done"};
 	(void)ctx;
 	const char *ph = s->pos < s->nplay ? phase_name[s->play[s->pos].phase]

@@ -357,6 +357,38 @@ int upd_check(const upd_meta_t *m, const upd_keys_t *ks, uint64_t running,
 	return 0;
 }
 
+int upd_secret_load(const char *path, char id[UPD_KEY_ID_MAX + 1],
+		    uint8_t sk[UPD_SK_BYTES], char *why, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return tlcm_fail(why, cap, errno == ENOENT ? TLCM_ENOENT
+							  : TLCM_EIO,
+				 "%s: %s", path, strerror(errno));
+	char line[512], b64[256];
+	bool found = false;
+	while (!found && fgets(line, sizeof line, f)) {
+		if (line[0] == '#')
+			continue;
+		char kid[128];
+		if (sscanf(line, "%127s %255s", kid, b64) == 2 &&
+		    upd_valid_key_id(kid) && upd_b64_decode(b64, sk,
+							    UPD_SK_BYTES)) {
+			snprintf(id, UPD_KEY_ID_MAX + 1, "%.*s", UPD_KEY_ID_MAX,
+				 kid);
+			found = true;
+		}
+	}
+	sodium_memzero(line, sizeof line);
+	sodium_memzero(b64, sizeof b64);
+	fclose(f);
+	if (!found)
+		return tlcm_fail(why, cap, TLCM_EINVAL, "%s: no \"KEY_ID "
+				 "BASE64\" secret key (64 bytes; a .pub file "
+				 "cannot sign)", path);
+	return 0;
+}
+
 int upd_sign(upd_meta_t *m, const char *key_id,
 	     const uint8_t sk[UPD_SK_BYTES])
 {

@@ -95,6 +95,14 @@ char *upd_meta_to_json(const upd_meta_t *m);
 int upd_check(const upd_meta_t *m, const upd_keys_t *ks, uint64_t running,
 	      int64_t now_s, const char **code, char *why, size_t cap);
 
+/* The one key of a secret key file as `tinylcm model keygen` writes it:
+ * a line "KEY_ID BASE64" of 64 bytes ('#' lines are comments). Shared by
+ * `tinylcm model sign` and the core's signer (nodes/core/models.c). 0, or
+ * TLCM_ENOENT/TLCM_EIO/TLCM_EINVAL with why naming the file (a .pub file
+ * holds no secret and is refused). */
+int upd_secret_load(const char *path, char id[UPD_KEY_ID_MAX + 1],
+		    uint8_t sk[UPD_SK_BYTES], char *why, size_t cap);
+
 /* Sign m with a 64-byte secret key (sets sig, sig_b64, key_id). */
 int upd_sign(upd_meta_t *m, const char *key_id,
 	     const uint8_t sk[UPD_SK_BYTES]);

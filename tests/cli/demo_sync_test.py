@@ -11,7 +11,7 @@ missing), and the device's outbox must be empty, with nothing dead or
 evicted. Time is never asserted.
 
 First, without the dataset too: graphs/demo-sync.yaml is graphs/demo.yaml
-plus the uploader and its edge, nothing else (so the two cannot drift
+plus the uploader and its edges, nothing else (so the two cannot drift
 apart).
 
 usage: demo_sync_test.py TINYLCM TLCM_TEST_SERVER REPO_ROOT
@@ -37,7 +37,7 @@ def check(cond, what):
 
 
 def same_graph(root):
-    """demo-sync.yaml = demo.yaml + node `up` + edges into it."""
+    """demo-sync.yaml = demo.yaml + node `up` + edges into and out of it."""
     demo = yaml.safe_load(open(os.path.join(root, "graphs", "demo.yaml")))
     sync = yaml.safe_load(open(os.path.join(root, "graphs",
                                             "demo-sync.yaml")))
@@ -50,10 +50,14 @@ def same_graph(root):
     check(up.get("type") == "uploader" and
           up.get("params", {}).get("url") == "${CORE_URL}",
           "demo-sync.yaml: an uploader to ${CORE_URL}")
-    edges = [e for e in sync["edges"] if not e["to"].startswith("up.")]
+    edges = [e for e in sync["edges"] if not e["to"].startswith("up.") and
+             not e["from"].startswith("up.")]
     check(edges == demo["edges"], "demo-sync.yaml: the edges of demo.yaml")
     check({"from": "pack.queued", "to": "up.queued"} in sync["edges"],
           "demo-sync.yaml: the packager's queued events to the uploader")
+    check(any(e["from"] == "up.labels" and e["to"] == "adapt.labels"
+              for e in sync["edges"]),
+          "demo-sync.yaml: labels from the core to the adapter")
 
 
 def main():
