@@ -85,6 +85,10 @@ const char *core_header(const core_req_t *r, const char *name);
 /* Query parameter `name` into out (percent-decoded); false when absent. */
 bool core_query(const core_req_t *r, const char *name, char *out,
 		size_t cap);
+/* ?limit= (1..max, default def) and ?since= (ns, default 0); false: a
+ * bad value was answered 400. */
+bool core_query_limit(core_req_t *r, size_t *out, size_t def, size_t max);
+bool core_query_since(core_req_t *r, uint64_t *out);
 /* Extra response header for the next reply of this thread's request. */
 void core_add_header(core_req_t *r, const char *name, const char *value);
 

@@ -262,6 +262,34 @@ bool core_query(const core_req_t *r, const char *name, char *out, size_t cap)
 	return false;
 }
 
+bool core_query_limit(core_req_t *r, size_t *out, size_t def, size_t max)
+{
+	char num[32];
+	*out = def;
+	if (!core_query(r, "limit", num, sizeof num))
+		return true;
+	uint64_t v;
+	if (!core_parse_u64(num, &v) || !v || v > max) {
+		core_error(r, 400, "bad_request", "limit: want 1 to %zu", max);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+bool core_query_since(core_req_t *r, uint64_t *out)
+{
+	char num[32];
+	*out = 0;
+	if (core_query(r, "since", num, sizeof num) &&
+	    !core_parse_u64(num, out)) {
+		core_error(r, 400, "bad_request", "since: want nanoseconds "
+			   "since the epoch");
+		return false;
+	}
+	return true;
+}
+
 /* ---- routes --------------------------------------------------------------- */
 
 static void prometheus(core_req_t *r);

@@ -153,34 +153,6 @@ static int list_event(void *arg, const void *key, size_t klen,
 	return --l->left ? 0 : 1;
 }
 
-static bool query_limit(core_req_t *r, size_t *out, size_t def, size_t max)
-{
-	char num[32];
-	*out = def;
-	if (!core_query(r, "limit", num, sizeof num))
-		return true;
-	uint64_t v;
-	if (!core_parse_u64(num, &v) || !v || v > max) {
-		core_error(r, 400, "bad_request", "limit: want 1 to %zu", max);
-		return false;
-	}
-	*out = v;
-	return true;
-}
-
-static bool query_since(core_req_t *r, uint64_t *out)
-{
-	char num[32];
-	*out = 0;
-	if (core_query(r, "since", num, sizeof num) &&
-	    !core_parse_u64(num, out)) {
-		core_error(r, 400, "bad_request", "since: want nanoseconds "
-			   "since the epoch");
-		return false;
-	}
-	return true;
-}
-
 void core_drift_list(core_req_t *r)
 {
 	char dev[CORE_ID_MAX + 1] = "", status[16] = "";
@@ -206,7 +178,7 @@ void core_drift_list(core_req_t *r)
 		}
 		l.status = status;
 	}
-	if (!query_limit(r, &l.left, 100, 1000) || !query_since(r, &l.since))
+	if (!core_query_limit(r, &l.left, 100, 1000) || !core_query_since(r, &l.since))
 		return;
 	cJSON *o = cJSON_CreateObject();
 	l.out = cJSON_AddArrayToObject(o, "events");
@@ -632,7 +604,7 @@ void core_samples_list(core_req_t *r)
 		}
 		l.labelled = !strcmp(lab, "true");
 	}
-	if (!query_limit(r, &l.left, 100, 10000))
+	if (!core_query_limit(r, &l.left, 100, 10000))
 		return;
 	cJSON *o = cJSON_CreateObject();
 	l.out = cJSON_AddArrayToObject(o, "samples");
@@ -696,7 +668,7 @@ void core_feedback_get(core_req_t *r)
 	if (core_auth_admin_or(r, dev))
 		return;
 	fb_t f = {0};
-	if (!query_limit(r, &f.left, 256, 1000))
+	if (!core_query_limit(r, &f.left, 256, 1000))
 		return;
 	cJSON *o = cJSON_CreateObject();
 	f.out = cJSON_AddArrayToObject(o, "labels");
@@ -809,7 +781,7 @@ static void series(core_req_t *r, const char *fam, const char *name)
 	if (core_auth_admin_or(r, dev))
 		return;
 	series_t s = {0};
-	if (!query_limit(r, &s.left, 100, 10000) || !query_since(r, &s.since))
+	if (!core_query_limit(r, &s.left, 100, 10000) || !core_query_since(r, &s.since))
 		return;
 	cJSON *o = cJSON_CreateObject();
 	s.out = cJSON_AddArrayToObject(o, name);

@@ -563,7 +563,7 @@ static int list_all(void *arg, const void *key, size_t klen, const void *val,
 
 void core_packages_list(core_req_t *r)
 {
-	char dev[CORE_ID_MAX + 1] = "", kind[40] = "", num[32];
+	char dev[CORE_ID_MAX + 1] = "", kind[40] = "";
 	bool by_dev = core_query(r, "device", dev, sizeof dev);
 	if (by_dev && !core_valid_device(dev)) {
 		core_error(r, 400, "bad_request", "device: not "
@@ -572,22 +572,10 @@ void core_packages_list(core_req_t *r)
 	}
 	if (by_dev ? core_auth_admin_or(r, dev) : core_auth_admin(r))
 		return;
-	list_t l = {.c = r->c, .left = 100, .by_device = by_dev};
-	if (core_query(r, "limit", num, sizeof num)) {
-		uint64_t v;
-		if (!core_parse_u64(num, &v) || !v || v > 1000) {
-			core_error(r, 400, "bad_request", "limit: want 1 to "
-				   "1000");
-			return;
-		}
-		l.left = v;
-	}
-	if (core_query(r, "since", num, sizeof num) &&
-	    !core_parse_u64(num, &l.since)) {
-		core_error(r, 400, "bad_request", "since: want nanoseconds "
-			   "since the epoch");
+	list_t l = {.c = r->c, .by_device = by_dev};
+	if (!core_query_limit(r, &l.left, 100, 1000) ||
+	    !core_query_since(r, &l.since))
 		return;
-	}
 	if (core_query(r, "kind", kind, sizeof kind))
 		l.kind = kind;
 	cJSON *o = cJSON_CreateObject();
