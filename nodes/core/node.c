@@ -141,6 +141,7 @@ static int init(tlcm_ctx_t *ctx, void *st)
 	if (!rc)
 		rc = core_telemetry_init(c, why, sizeof why);
 	const char *cert = tlcm_param_str(ctx, "tls_cert");
+	size_t known = c->ndev; /* read before the workers can register */
 	if (!rc)
 		rc = core_http_start(c, tlcm_param_str(ctx, "listen"), cert,
 				     tlcm_param_str(ctx, "tls_key"), why,
@@ -155,7 +156,7 @@ static int init(tlcm_ctx_t *ctx, void *st)
 	}
 	tlcm_log(TLCM_LOG_INFO, who, "serving the fleet API at %s (port %d, "
 		 "%zu devices known%s%s)", tlcm_param_str(ctx, "listen"),
-		 c->port, c->ndev, c->have_admin ? "" : "; no admin_token: "
+		 c->port, known, c->have_admin ? "" : "; no admin_token: "
 		 "admin API off", c->have_key ? "" : "; open registration");
 	n->c = c;
 	tlcm_set_tick(ctx, 1000000000ull);
