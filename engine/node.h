@@ -340,6 +340,7 @@ typedef struct tlcm_edge_figures {
 	uint64_t used, capacity; /* bytes */
 	uint64_t messages, bytes; /* committed so far */
 	uint64_t dropped, full;   /* dropped messages; times found full */
+	bool feedback;            /* a back edge (`feedback: true`) */
 } tlcm_edge_figures_t;
 size_t tlcm_graph_nodes(tlcm_ctx_t *ctx, tlcm_node_figures_t *out,
 			size_t max);

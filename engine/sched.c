@@ -2282,6 +2282,7 @@ size_t tlcm_graph_edges(tlcm_ctx_t *ctx, tlcm_edge_figures_t *out,
 			.bytes = st.bytes,
 			.dropped = st.dropped,
 			.full = st.full,
+			.feedback = e->feedback,
 		};
 	}
 	return g->nedges;

@@ -1,6 +1,11 @@
 /* common.c — what the telemetry sources share: knowing when the rest of
  * the graph is done (telemetry.h). Reachability over the edges from the
- * caller, from the engine's live figures (tlcm_graph_nodes/edges). */
+ * caller, from the engine's live figures (tlcm_graph_nodes/edges).
+ * Feedback edges are back edges and are not followed: once an uploader
+ * hands the core's labels to the adapter (metrics -> pack -> up -> adapt,
+ * then adapt => knn, scenario back), following them would put the whole
+ * learning loop downstream, and the node would wait for nothing but
+ * itself while the loop waited for it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,7 +48,8 @@ bool tlcm_telemetry_graph_done(tlcm_ctx_t *ctx)
 		for (size_t i = 0; i < ne; i++) {
 			size_t f = index_of(n, nn, e[i].from);
 			size_t t = index_of(n, nn, e[i].to);
-			if (f < nn && t < nn && down[f] && !down[t])
+			if (!e[i].feedback && f < nn && t < nn && down[f] &&
+			    !down[t])
 				down[t] = more = true;
 		}
 	}
