@@ -17,10 +17,11 @@ deps:
 build: deps
 	@tools/build build
 
-# The learning loop on Fashion-MNIST (docs/evaluation.md): prints the
-# evaluation table at the end.
+# The learning loop on Fashion-MNIST (docs/evaluation.md) next to a local
+# core (graphs/core.yaml): prints what reaches the core, the evaluation
+# table, and what the core holds at the end (tools/demo --help).
 demo: build
-	build/bin/tinylcm run graphs/demo.yaml
+	tools/demo
 
 # The same with store and forward (graphs/demo-sync.yaml): the device
 # packages its drift events and metrics and uploads them to tests/server's
