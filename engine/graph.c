@@ -367,6 +367,7 @@ typedef struct {
 	const tlcm_registry_t *reg;
 	tlcm_graph_t *g;
 	const tlcm_ynode_t **node_yaml; /* per graph node */
+	bool no_env;    /* variables take their defaults (load_text) */
 } loader_t;
 
 #define ERR(L, N, ...) \
@@ -407,10 +408,18 @@ static char *expand(loader_t *L, const tlcm_ynode_t *n)
 			}
 			memcpy(name, s + 2, nl);
 			name[nl] = 0;
-			const char *val = getenv(name);
+			const char *val = L->no_env ? NULL : getenv(name);
 			if ((!val || !*val) && dflt) {
 				tmp = strndup(dflt, (size_t)(close - dflt));
 				val = tmp;
+			}
+			if (!val && L->no_env) {
+				ERR(L, n, "variable %s has no default: a graph "
+				    "checked away from its device must give one "
+				    "(${%s:-default}; the device's environment "
+				    "still sets it)", name, name);
+				free(out);
+				return NULL;
 			}
 			if (!val) {
 				ERR(L, n, "environment variable %s is not set "
@@ -1129,6 +1138,11 @@ static void fill_defaults(loader_t *L)
 	}
 }
 
+static int load_root(tlcm_graph_t **out, const char *path,
+		     tlcm_ynode_t *root, const char *err,
+		     const tlcm_registry_t *reg, const char *const *sets,
+		     size_t nsets, bool no_env, tlcm_diag_t *diag);
+
 int tlcm_graph_load(tlcm_graph_t **out, const char *path,
 		    const tlcm_registry_t *reg, const char *const *sets,
 		    size_t nsets, tlcm_diag_t *diag)
@@ -1143,6 +1157,27 @@ int tlcm_graph_load(tlcm_graph_t **out, const char *path,
 	}
 	fclose(probe);
 	tlcm_ynode_t *root = tlcm_yaml_load(path, err, sizeof err);
+	return load_root(out, path, root, err, reg, sets, nsets, false, diag);
+}
+
+int tlcm_graph_load_text(tlcm_graph_t **out, const char *name,
+			 const char *text, size_t len,
+			 const tlcm_registry_t *reg, bool env,
+			 tlcm_diag_t *diag)
+{
+	*out = NULL;
+	char err[600];
+	tlcm_ynode_t *root = tlcm_yaml_load_string(text, len, err, sizeof err);
+	return load_root(out, name, root, err, reg, NULL, 0, !env, diag);
+}
+
+/* Validate the document root (freed here); err: the parser's words when
+ * root is NULL. */
+static int load_root(tlcm_graph_t **out, const char *path,
+		     tlcm_ynode_t *root, const char *err,
+		     const tlcm_registry_t *reg, const char *const *sets,
+		     size_t nsets, bool no_env, tlcm_diag_t *diag)
+{
 	if (!root) {
 		char *s;
 		if (asprintf(&s, "%s:%s", path, err) >= 0) {
@@ -1159,7 +1194,8 @@ int tlcm_graph_load(tlcm_graph_t **out, const char *path,
 	}
 	size_t before = diag->n;
 	tlcm_graph_t *g = calloc(1, sizeof *g);
-	loader_t L = {.file = path, .diag = diag, .reg = reg, .g = g};
+	loader_t L = {.file = path, .diag = diag, .reg = reg, .g = g,
+		      .no_env = no_env};
 	g->file = strdup(path);
 	if (root->kind != TLCM_Y_MAP) {
 		ERR(&L, root, "a graph file is a mapping with 'graph', "

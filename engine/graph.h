@@ -128,6 +128,15 @@ void tlcm_diag_fini(tlcm_diag_t *d);
 int tlcm_graph_load(tlcm_graph_t **out, const char *path,
 		    const tlcm_registry_t *reg, const char *const *sets,
 		    size_t nsets, tlcm_diag_t *diag);
+/* The same for a graph file's text in memory (len bytes; name stands for
+ * the file in messages and g->file). With env false, ${VAR:-default} is
+ * its default and ${VAR} without one is a problem: a graph checked away
+ * from the environment it will run in (the core checking a graph it
+ * deploys, nodes/core/deploy.c). */
+int tlcm_graph_load_text(tlcm_graph_t **out, const char *name,
+			 const char *text, size_t len,
+			 const tlcm_registry_t *reg, bool env,
+			 tlcm_diag_t *diag);
 void tlcm_graph_free(tlcm_graph_t *g);
 /* Graphviz dot of the graph (secrets masked). */
 void tlcm_graph_dot(const tlcm_graph_t *g, FILE *f);

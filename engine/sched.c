@@ -2568,6 +2568,35 @@ static char *ins_node_state(void *arg, const char *id, int *status)
 	return print_json(j);
 }
 
+/* Call the run's watch with the graph's health; true: it asks for a
+ * stop. */
+static bool watch(sched_t *s, const tlcm_run_opts_t *o, uint64_t t0,
+		  unsigned sigs)
+{
+	char why[sizeof s->why];
+	tlcm_run_health_t h = {.seconds = (double)(tlcm_now_ns() - t0) / 1e9,
+			       .why = why, .stop_requests = sigs,
+			       .stopping = atomic_load(&s->stopping)};
+	why[0] = 0;
+	pthread_mutex_lock(&s->mu);
+	h.status = s->status;
+	if (s->status)
+		snprintf(why, sizeof why, "%s", s->why);
+	pthread_mutex_unlock(&s->mu);
+	for (size_t i = 0; i < s->n; i++) {
+		tlcm_ctx_t *c = &s->nodes[i];
+		h.restarts += GET(c->st.restarts);
+		if (strcmp(node_state_name(c), "failed"))
+			continue;
+		if (!h.failed++ && !why[0]) {
+			const char *le = atomic_load(&c->last_error);
+			snprintf(why, sizeof why, "node '%s' failed: %s",
+				 c->g->id, le ? le : "stopped");
+		}
+	}
+	return o->watch(o->watch_arg, &h);
+}
+
 int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 		   tlcm_run_result_t *res)
 {
@@ -2705,6 +2734,8 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 		if (o && o->duration_s > 0 &&
 		    (double)(tlcm_now_ns() - t0) / 1e9 >= o->duration_s)
 			request_stop(s);
+		if (o && o->watch && watch(s, o, t0, sigs))
+			request_stop(s);
 		pthread_mutex_lock(&s->mu);
 	}
 	atomic_store(&s->exiting, 1);
@@ -2726,6 +2757,8 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 			pthread_join(s->nodes[i].supervisor, NULL);
 	zygotes_stop(s);
 	tlcm_introspect_stop(s->introspect);
+	if (o && o->watch) /* the last look: how it ended */
+		watch(s, o, t0, (unsigned)atomic_load(&stop_signals) - stops0);
 	if (o && o->handle_signals) {
 		sigaction(SIGINT, &old_int, NULL);
 		sigaction(SIGTERM, &old_term, NULL);

@@ -17,11 +17,36 @@
 
 #include "engine/graph.h"
 
+/* How a running graph is doing, for a watch (below). */
+typedef struct tlcm_run_health {
+	double seconds;          /* since the nodes started */
+	int status;              /* the error that stops the graph, 0 none */
+	const char *why;         /* status's reason, else the first failed
+				    node's ("" when healthy); valid during
+				    the call */
+	size_t failed;           /* nodes stopped by an error (on_error:
+				    stop) */
+	uint64_t restarts;       /* node restarts (on_error: restart) */
+	unsigned stop_requests;  /* signals and tlcm_request_stop() calls
+				    this run has seen */
+	bool stopping;           /* the graph is stopping (draining) */
+} tlcm_run_health_t;
+
+/* A watch is called on the thread of tlcm_graph_run(), about four times
+ * a second while the graph runs (and once more as it ends), never at the
+ * same time as itself. Returning true asks the graph to stop and drain,
+ * as a first signal does (without counting as one). The deployment
+ * runner (tinylcm run --deploy-dir) swaps graphs and judges a new one's
+ * health with it. */
+typedef bool (*tlcm_run_watch_fn)(void *arg, const tlcm_run_health_t *h);
+
 typedef struct tlcm_run_opts {
 	double duration_s;   /* > 0: stop (and drain) after this long */
 	bool handle_signals; /* SIGINT/SIGTERM drain; a second one aborts */
 	bool quiet;          /* no end-of-run summary */
 	bool headless;       /* no introspection endpoint */
+	tlcm_run_watch_fn watch; /* NULL: none */
+	void *watch_arg;
 } tlcm_run_opts_t;
 
 typedef struct tlcm_node_stats {

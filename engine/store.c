@@ -309,7 +309,12 @@ static int open_store(tlcm_store_t **out, const char *path,
 	rocksdb_options_set_create_missing_column_families(s->dbopts,
 							   !opt.read_only);
 	rocksdb_options_set_keep_log_file_num(s->dbopts, 2);
-	rocksdb_options_set_max_open_files(s->dbopts, 64);
+	/* A read-only view (inspection, `tinylcm core export`) of a store
+	 * a running graph writes sees the store as it was when opened; the
+	 * graph's compactions meanwhile delete files of that view, so the
+	 * view opens all of them at once and keeps them open (a deleted
+	 * file stays readable while open) instead of a cache of 64. */
+	rocksdb_options_set_max_open_files(s->dbopts, opt.read_only ? -1 : 64);
 	if (!opt.read_only)
 		pthread_once(&malloc_once, tune_malloc);
 
@@ -696,6 +701,30 @@ int tlcm_store_scan_range(tlcm_store_t *s, const char *f, const void *prefix,
 		rocksdb_iter_get_error(it, &err);
 	rocksdb_iter_destroy(it);
 	return err ? werr(s, err, "scan") : rc;
+}
+
+bool tlcm_store_has_family(tlcm_store_t *s, const char *f)
+{
+	return fam(s, f, false) != NULL;
+}
+
+int tlcm_store_compact(tlcm_store_t *s, const char *f, const void *begin,
+		       size_t blen, const void *end, size_t elen)
+{
+	if (s->o.read_only)
+		return TLCM_EPERM;
+	rocksdb_column_family_handle_t *h = fam(s, f, false);
+	if (!h)
+		return 0;
+	rocksdb_compactoptions_t *co = rocksdb_compactoptions_create();
+	if (!co)
+		return TLCM_ENOMEM;
+	/* not exclusive: automatic compactions of the writers go on */
+	rocksdb_compactoptions_set_exclusive_manual_compaction(co, 0);
+	rocksdb_compact_range_cf_opt(s->db, h, co, begin, begin ? blen : 0,
+				     end, end ? elen : 0);
+	rocksdb_compactoptions_destroy(co);
+	return 0;
 }
 
 int tlcm_store_sync(tlcm_store_t *s)

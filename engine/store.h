@@ -92,6 +92,16 @@ int tlcm_store_scan_range(tlcm_store_t *s, const char *family,
 			  size_t flen, bool reverse, tlcm_scan_fn fn,
 			  void *arg);
 
+/* Does family exist in the store (was anything ever written to it)? */
+bool tlcm_store_has_family(tlcm_store_t *s, const char *family);
+
+/* Compact the keys [begin, end] of family (NULL: from the first, to the
+ * last key) now, so that what was deleted there leaves the disk; other
+ * writes and compactions go on meanwhile. Waits until it is done. */
+int tlcm_store_compact(tlcm_store_t *s, const char *family,
+		       const void *begin, size_t blen, const void *end,
+		       size_t elen);
+
 /* ---- snapshots ---- */
 
 typedef struct tlcm_snap_info {

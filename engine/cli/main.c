@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/cli/deploy.h"
 #include "engine/graph.h"
 #include "engine/log.h"
 #include "engine/outbox.h"
@@ -34,19 +35,34 @@ static int cmd_outbox(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
 int tlcm_cli_model(int argc, char **argv); /* engine/cli/model.c */
+int tlcm_cli_core(int argc, char **argv); /* engine/cli/core.c */
+extern const char tlcm_cli_core_help[];
 
 static const command_t commands[] = {
 	{"run", "run a graph file",
 	 "usage: tinylcm run FILE [--set NODE.PARAM=VALUE]... [--duration S]\n"
 	 "                   [--log-level error|warn|info|debug] [--quiet]\n"
-	 "                   [--headless]\n"
+	 "                   [--headless] [--deploy-dir DIR [--grace S]]\n"
 	 "\n"
 	 "Run the graph until every source has finished and everything has\n"
 	 "drained, or until --duration seconds passed, or SIGINT/SIGTERM (which\n"
 	 "stop the sources and drain; a second signal aborts). Exits 1 with\n"
 	 "the reason when the graph cannot start or a node fails. Unless\n"
 	 "--headless, the graph serves its introspection endpoint at\n"
-	 "settings.introspect (default http://127.0.0.1:8710).\n",
+	 "settings.introspect (default http://127.0.0.1:8710).\n"
+	 "\n"
+	 "With --deploy-dir, graphs deployed from the core are swapped in\n"
+	 "(docs/graphs.md, Deployment): an uploader with deploy_dir: DIR\n"
+	 "leaves a new graph in DIR/pending.yaml; it is checked as `tinylcm\n"
+	 "check` does (invalid: refused, the running graph goes on), the\n"
+	 "running graph stops and drains, the new one starts on the same\n"
+	 "store (node state carries over by node id) and is watched for\n"
+	 "--grace seconds (default 30). A node failing or restarting, or the\n"
+	 "graph ending with an error, in that time rolls back to the previous\n"
+	 "graph; healthy, it becomes DIR/current.yaml, which later runs start\n"
+	 "instead of FILE. Outcomes (applied, rolled_back, invalid) go to\n"
+	 "DIR/outcomes for the uploader to report. --set and --duration\n"
+	 "apply to every graph run.\n",
 	 cmd_run},
 	{"check", "validate a graph file without running it",
 	 "usage: tinylcm check FILE [--set NODE.PARAM=VALUE]...\n"
@@ -128,6 +144,8 @@ static const command_t commands[] = {
 	 "and a file (docs/models.md, Signed updates).\n"
 	 "Exits 1 with a message naming the file, tensor or op on failure.\n",
 	 tlcm_cli_model},
+	{"core", "export a core's records as JSON lines",
+	 tlcm_cli_core_help, tlcm_cli_core},
 	{"version", "print the version",
 	 "usage: tinylcm version\n\nPrint the TinyLCM version.\n", cmd_version},
 	{"help", "show help for a command",
@@ -169,12 +187,15 @@ typedef struct {
 	double duration;
 	bool quiet;
 	bool headless;
+	const char *deploy_dir; /* run --deploy-dir */
+	double grace;           /* run --grace (s); < 0: not given */
 } opts_t;
 
 static int parse_opts(const char *cmd, int argc, char **argv, opts_t *o,
 		      bool run)
 {
 	memset(o, 0, sizeof *o);
+	o->grace = -1;
 	o->sets = calloc((size_t)argc, sizeof *o->sets);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -203,13 +224,31 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts_t *o,
 				return 2;
 			}
 			tlcm_log_level = l;
+		} else if (run && !strcmp(a, "--deploy-dir") && i + 1 < argc) {
+			o->deploy_dir = argv[++i];
+			if (!*o->deploy_dir) {
+				fprintf(stderr, "tinylcm run: --deploy-dir "
+					"wants a directory\n");
+				return 2;
+			}
+		} else if (run && !strcmp(a, "--grace") && i + 1 < argc) {
+			char *end;
+			o->grace = strtod(argv[++i], &end);
+			if (*end || !(o->grace >= 0) || o->grace > 86400) {
+				fprintf(stderr, "tinylcm run: --grace wants "
+					"seconds from 0 to 86400, got '%s'\n",
+					argv[i]);
+				return 2;
+			}
 		} else if (run && !strcmp(a, "--headless")) {
 			o->headless = true;
 		} else if (run && !strcmp(a, "--quiet")) {
 			o->quiet = true;
 			tlcm_log_level = TLCM_LOG_WARN;
 		} else if (run && (!strcmp(a, "--duration") ||
-				   !strcmp(a, "--log-level"))) {
+				   !strcmp(a, "--log-level") ||
+				   !strcmp(a, "--deploy-dir") ||
+				   !strcmp(a, "--grace"))) {
 			fprintf(stderr, "tinylcm %s: %s needs a value\n", cmd, a);
 			return 2;
 		} else if (a[0] == '-' && a[1]) {
@@ -227,6 +266,11 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts_t *o,
 	if (!o->file) {
 		fprintf(stderr, "tinylcm %s: which graph file? (see tinylcm "
 			"help %s)\n", cmd, cmd);
+		return 2;
+	}
+	if (o->grace >= 0 && !o->deploy_dir) {
+		fprintf(stderr, "tinylcm %s: --grace goes with --deploy-dir\n",
+			cmd);
 		return 2;
 	}
 	return 0;
@@ -289,13 +333,36 @@ static int cmd_dot(int argc, char **argv)
 	return with_graph("dot", argc, argv, show_dot);
 }
 
+/* run --deploy-dir: the runner swaps graphs (engine/cli/deploy.c) */
+static int run_deployed(const opts_t *o)
+{
+	tlcm_registry_t reg = {0};
+	int rc = tlcm_builtin_nodes(&reg);
+	if (rc) {
+		fprintf(stderr, "tinylcm: cannot register node types: %s\n",
+			tlcm_strerror(rc));
+		tlcm_registry_fini(&reg);
+		return 1;
+	}
+	tlcm_cli_deploy_opts_t d = {
+		.file = o->file, .dir = o->deploy_dir,
+		.grace = o->grace >= 0 ? o->grace : 30,
+		.sets = o->sets, .nsets = o->nsets, .duration = o->duration,
+		.quiet = o->quiet, .headless = o->headless, .reg = &reg};
+	rc = tlcm_cli_deploy_run(&d);
+	tlcm_registry_fini(&reg);
+	return rc;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	opts_t o;
 	int rc = parse_opts("run", argc, argv, &o, true);
 	tlcm_registry_t reg = {0};
 	tlcm_graph_t *g = NULL;
-	if (!rc && !(rc = load(&o, &reg, &g))) {
+	if (!rc && o.deploy_dir) {
+		rc = run_deployed(&o);
+	} else if (!rc && !(rc = load(&o, &reg, &g))) {
 		tlcm_run_opts_t ro = {.duration_s = o.duration,
 				      .handle_signals = true,
 				      .quiet = o.quiet,

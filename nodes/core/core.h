@@ -26,7 +26,17 @@
  *                  core/model_blobs, same key -> the model file (models.c)
  *   core/telemetry METRIC\0 MODEL\0 ID\0 be64(day) -> sum, min, max,
  *                  count; core/telemetry_days ID\0 be64(day) -> points;
- *                  core/telemetry_ids ID\0 KEY -> "" (telemetry.c)
+ *                  core/telemetry_ids ID\0 KEY -> be64(stored_ns)
+ *                  (telemetry.c)
+ *   core/graphs    "d/" ID or "g/" GROUP -> be64(updated_ns), sha256,
+ *                  the desired graph file; core/graph_status ID -> the
+ *                  device's last deployment report JSON (deploy.c)
+ *   core/ttl       "s/" be64(received_ns) be64(frame) ID, "i/"
+ *                  be64(received_ns) PKGID -> "": samples and images in
+ *                  arrival order, for retention (retention.c)
+ *   core/gone      "i/" PKGID -> be64(received_ns) ID; "t/"
+ *                  be64(received_ns) PKGID -> "": ids of packages swept
+ *                  by retention, still answered `duplicate`
  */
 #ifndef TLCM_NODES_CORE_H
 #define TLCM_NODES_CORE_H
@@ -50,6 +60,7 @@ extern const tlcm_node_type_t tlcm_node_core;
 
 #define CORE_ID_MAX 64   /* device ids: [A-Za-z0-9._-]{1,64} */
 #define CORE_UUID_LEN 36
+#define CORE_GRAPH_MAX (256 * 1024) /* a deployed graph file's bytes */
 
 /* ---- requests ------------------------------------------------------------ */
 
@@ -112,6 +123,7 @@ bool core_json_get_u64(const cJSON *it, uint64_t *out);
 typedef struct core_device core_device_t;
 typedef struct core_models core_models_t;       /* models.c */
 typedef struct core_telemetry core_telemetry_t; /* telemetry.c */
+typedef struct core_retention core_retention_t; /* retention.c */
 
 typedef struct core_stats {
 	_Atomic uint64_t requests, errors4, errors5;
@@ -165,6 +177,7 @@ struct core {
 	/* the model registry's key and the telemetry's settings and locks */
 	core_models_t *models;
 	core_telemetry_t *tel;
+	core_retention_t *ret;  /* retention.c */
 };
 
 /* Route handlers (devices.c, ingest.c, hub.c). */
@@ -194,6 +207,16 @@ void core_telemetry_submit(core_req_t *r);
 void core_community_averages(core_req_t *r);
 void core_community_rank(core_req_t *r);
 void core_pool_status(core_req_t *r);
+/* Graph deployment (deploy.c). */
+void core_device_graph_put(core_req_t *r);
+void core_device_graph_get(core_req_t *r);
+void core_device_graph_delete(core_req_t *r);
+void core_device_graph_status(core_req_t *r);
+void core_group_graph_put(core_req_t *r);
+void core_group_graph_get(core_req_t *r);
+void core_group_graph_delete(core_req_t *r);
+/* A device's deployment state for GET /devices/{id} (a new object). */
+cJSON *core_device_graph_info(core_t *c, const char *dev);
 
 /* Models (models.c): read the signing key and settings (params
  * signing_key, key_id, model_ttl); 0 or TLCM_E* with why. free: any
@@ -204,6 +227,15 @@ void core_models_free(core_t *c);
 bool core_models_signing(const core_t *c, char *key_id, size_t cap);
 /* A model name of the core: [a-z0-9._-]{1,64}, not "." or "..". */
 bool core_valid_model(const char *s);
+/* The device id of the path ({id}, r->param[0]) when it is valid and
+ * the caller may act for it: the admin (when admin_too) or that device
+ * itself; NULL when an error was answered (400, 401, 403). */
+const char *core_path_device(core_req_t *r, bool admin_too);
+/* The media type of an image attachment: by its bytes (PNG, JPEG, GIF,
+ * WebP magic), else by its name's extension, else
+ * application/octet-stream. */
+const char *core_media_type(const char *name, const void *data,
+			    size_t len);
 /* Admin (dev "") or any registered device (its id in dev): 0, or an
  * error was answered (401/403) and -1. */
 int core_auth_reader(core_req_t *r, char *dev);
@@ -213,11 +245,28 @@ int core_auth_reader(core_req_t *r, char *dev);
 int core_telemetry_init(core_t *c, char *why, size_t cap);
 void core_telemetry_free(core_t *c);
 uint64_t core_community_min_days(const core_t *c);
+uint64_t core_telemetry_max_age_s(const core_t *c);
 /* May dev have community models (telemetry on community_min_days
  * distinct days)? *days: the days counted (up to the threshold; may be
  * NULL). 0, or a store error. */
 int core_community_eligible(core_t *c, const char *dev, bool *ok,
 			    uint64_t *days);
+
+/* Retention (retention.c; params retain_*, retention_interval): init
+ * (0 or TLCM_E* with why), the sweep when one is due (from tick; returns
+ * early when the graph stops), its figures as JSON members for describe
+ * ("retention":{…}) and as Prometheus text; free any time. */
+int core_retention_init(core_t *c, char *why, size_t cap);
+void core_retention_free(core_t *c);
+void core_retention_tick(core_t *c);
+size_t core_retention_describe(core_t *c, char *buf, size_t len);
+size_t core_retention_prometheus(core_t *c, char *buf, size_t len);
+/* Ingest's part: index a sample (key: its core/samples key) or a
+ * package's images by arrival (kind 's' or 'i'), and ask whether a
+ * package id was swept (then it is still a duplicate). */
+int core_ttl_put(core_t *c, tlcm_batch_t *b, char kind, uint64_t recv,
+		 const void *key, size_t klen);
+int core_package_gone(core_t *c, const char *id, bool *gone);
 
 /* Drift events (hub.c): write event o (freed) with its indexes into b. */
 int core_event_put(core_t *c, tlcm_batch_t *b, const char *evid,
@@ -251,6 +300,9 @@ void core_device_count(core_t *c, const char *dev, size_t bytes,
 		       bool duplicate, unsigned drift);
 void core_device_feedback(core_t *c, const char *dev, int delta);
 bool core_device_known(core_t *c, const char *dev);
+/* The group a device registered with into group ("" none; at least
+ * CORE_ID_MAX + 1 bytes); false when the device is unknown. */
+bool core_device_group(core_t *c, const char *dev, char *group);
 
 /* ---- helpers (util in http.c) -------------------------------------------- */
 

@@ -126,7 +126,8 @@ static uint64_t num(const cJSON *o, const char *k)
 }
 
 static const char *const INFO_KEYS[] = {"platform", "arch", "versions",
-					"profile", "location", NULL};
+					"profile", "location", "group",
+					NULL};
 
 static int load_one(void *arg, const void *key, size_t klen, const void *val,
 		    size_t vlen)
@@ -179,7 +180,10 @@ static int load_one(void *arg, const void *key, size_t klen, const void *val,
 /* A device's packages, bytes and drift events are persisted at the tick,
  * so a crash loses up to a second of them, for good. The package records
  * (core/packages, written with each package) and the pending labels
- * (core/feedback) are the truth: they are counted again at start. */
+ * (core/feedback) are the truth: they are counted again at start. The
+ * figures count what ever arrived, and retention (retention.c) removes
+ * package records: fewer records than the registry says is a sweep, not
+ * a crash, and the registry's figure stays. */
 static int count_package(void *arg, const void *key, size_t klen,
 			 const void *val, size_t vlen)
 {
@@ -239,6 +243,12 @@ static int recount(core_t *c)
 	for (size_t i = 0; !rc && i < c->capdev; i++) {
 		core_device_t *d = c->dev[i];
 		uint64_t *w = was + 4 * i;
+		if (d && d->packages < w[0]) { /* swept by retention */
+			d->packages = w[0];
+			d->bytes = d->bytes > w[1] ? d->bytes : w[1];
+			d->drift_events = d->drift_events > w[2] ?
+					  d->drift_events : w[2];
+		}
 		if (d && (w[0] != d->packages || w[1] != d->bytes ||
 			  w[2] != d->drift_events ||
 			  w[3] != (uint64_t)d->feedback)) {
@@ -412,12 +422,40 @@ int core_auth_admin_or(core_req_t *r, const char *id)
 	return core_auth_admin(r);
 }
 
+const char *core_path_device(core_req_t *r, bool admin_too)
+{
+	const char *id = r->param[0];
+	char dev[CORE_ID_MAX + 1];
+	if (!id || !core_valid_device(id)) {
+		core_error(r, 400, "bad_request", "device id not "
+			   "[A-Za-z0-9._-]{1,64}");
+		return NULL;
+	}
+	if (admin_too ? core_auth_admin_or(r, id) :
+			core_auth_device(r, id, dev))
+		return NULL;
+	return id;
+}
+
 bool core_device_known(core_t *c, const char *dev)
 {
 	pthread_mutex_lock(&c->mu);
 	bool k = find(c, dev) != NULL;
 	pthread_mutex_unlock(&c->mu);
 	return k;
+}
+
+bool core_device_group(core_t *c, const char *dev, char *group)
+{
+	group[0] = 0;
+	pthread_mutex_lock(&c->mu);
+	core_device_t *d = find(c, dev);
+	const char *g = d ? cJSON_GetStringValue(
+		cJSON_GetObjectItemCaseSensitive(d->info, "group")) : NULL;
+	if (g)
+		snprintf(group, CORE_ID_MAX + 1, "%s", g);
+	pthread_mutex_unlock(&c->mu);
+	return d != NULL;
 }
 
 bool core_device_take(core_t *c, core_req_t *r, const char *dev)
@@ -523,12 +561,17 @@ static cJSON *take_info(const cJSON *j, char *why, size_t cap)
 			     fabs(lo->valuedouble) <= 180 &&
 			     (!src || (cJSON_IsString(src) &&
 				       strlen(src->valuestring) <= 32));
+		} else if (!strcmp(k, "group")) { /* deploy.c */
+			ok = cJSON_IsString(v) &&
+			     core_valid_device(v->valuestring);
 		} else {
 			ok = cJSON_IsString(v) && *v->valuestring &&
 			     strlen(v->valuestring) <= 64;
 		}
 		if (!ok) {
 			snprintf(why, cap, "%s: %s", k,
+				 !strcmp(k, "group") ?
+					 "want [A-Za-z0-9._-]{1,64}" :
 				 !strcmp(k, "versions") ?
 					 "want an object (up to 2 KiB)" :
 				 !strcmp(k, "location") ?
@@ -720,22 +763,23 @@ void core_devices_list(core_req_t *r)
 
 void core_device_get(core_req_t *r)
 {
-	const char *id = r->param[0];
-	if (!core_valid_device(id)) {
-		core_error(r, 400, "bad_request", "device id not "
-			   "[A-Za-z0-9._-]{1,64}");
-		return;
-	}
-	if (core_auth_admin_or(r, id))
+	const char *id = core_path_device(r, true);
+	if (!id)
 		return;
 	core_t *c = r->c;
 	pthread_mutex_lock(&c->mu);
 	core_device_t *d = find(c, id);
 	char *s = d ? to_json(d, false) : NULL;
 	pthread_mutex_unlock(&c->mu);
-	if (s)
-		core_reply_json(r, 200, s);
-	else
+	if (!s) {
 		core_error(r, 404, "not_found", "no device %s", id);
+		return;
+	}
+	/* its graph deployment (deploy.c) */
+	cJSON *o = core_json_parse(s, strlen(s));
 	cJSON_free(s);
+	if (o)
+		cJSON_AddItemToObject(o, "graph",
+				      core_device_graph_info(c, id));
+	core_reply_cjson(r, 0, o);
 }

@@ -18,6 +18,10 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <mbedtls/error.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/version.h>
+#include <mbedtls/x509_crt.h>
 #include <sodium.h>
 
 #include "engine/log.h"
@@ -309,6 +313,13 @@ static const route_t routes[] = {
 	{"POST", "/api/v1/devices/{}/feedback/ack", core_feedback_ack},
 	{"GET", "/api/v1/devices/{}/metrics", core_device_metrics},
 	{"GET", "/api/v1/devices/{}/logs", core_device_logs},
+	{"PUT", "/api/v1/devices/{}/graph", core_device_graph_put},
+	{"GET", "/api/v1/devices/{}/graph", core_device_graph_get},
+	{"DELETE", "/api/v1/devices/{}/graph", core_device_graph_delete},
+	{"POST", "/api/v1/devices/{}/graph/status", core_device_graph_status},
+	{"PUT", "/api/v1/groups/{}/graph", core_group_graph_put},
+	{"GET", "/api/v1/groups/{}/graph", core_group_graph_get},
+	{"DELETE", "/api/v1/groups/{}/graph", core_group_graph_delete},
 	{"POST", "/api/v1/packages", core_packages_post},
 	{"GET", "/api/v1/packages", core_packages_list},
 	{"GET", "/api/v1/drift/events", core_drift_list},
@@ -592,7 +603,7 @@ static void on_request(nng_aio *aio)
 static void prometheus(core_req_t *r)
 {
 	core_t *c = r->c;
-	char b[4096];
+	char b[8192];
 	size_t n = 0;
 	pthread_mutex_lock(&c->mu);
 	size_t ndev = c->ndev;
@@ -624,9 +635,15 @@ static void prometheus(core_req_t *r)
 	C("feedback_acked_total", "labels acknowledged by devices",
 	  feedback_acked);
 	C("registrations_total", "successful registrations", registrations);
-	C("ingest_seconds_total", "time spent ingesting packages (ns)",
-	  ingest_ns);
 #undef C
+	n += (size_t)snprintf(b + n, sizeof b - n,
+			      "# HELP tinylcm_core_ingest_seconds_total time "
+			      "spent ingesting packages\n"
+			      "# TYPE tinylcm_core_ingest_seconds_total "
+			      "counter\n"
+			      "tinylcm_core_ingest_seconds_total %.9f\n",
+			      (double)atomic_load(&c->st.ingest_ns) / 1e9);
+	n += core_retention_prometheus(c, b + n, sizeof b - n);
 	n += (size_t)snprintf(b + n, sizeof b - n,
 			      "# HELP tinylcm_core_devices registered devices\n"
 			      "# TYPE tinylcm_core_devices gauge\n"
@@ -666,6 +683,88 @@ static char *slurp(const char *path, size_t *len)
 	return b;
 }
 
+#if MBEDTLS_VERSION_MAJOR >= 3
+static int tls_rng(void *p, unsigned char *out, size_t n)
+{
+	(void)p;
+	randombytes_buf(out, n);
+	return 0;
+}
+#endif
+
+/* Read tls_cert and tls_key and check them the way NNG's TLS engine
+ * (mbed TLS) will read them: PEM, a certificate, an unencrypted key, and
+ * the key the certificate's public key belongs to (NNG would accept a
+ * mismatched pair and fail every handshake instead). 0 with *cp, *kp
+ * owned by the caller (the key to be wiped), or TLCM_E* with why naming
+ * the parameter and the file. */
+static int tls_load(const char *cert, const char *key, char **cp, size_t *cl,
+		    char **kp, size_t *kl, char *why, size_t cap)
+{
+	*cp = *kp = NULL;
+	if (!key || !*key) {
+		snprintf(why, cap, "tls_key: empty; https needs tls_cert and "
+			 "tls_key (PEM files)");
+		return TLCM_EINVAL;
+	}
+	if (!(*cp = slurp(cert, cl))) {
+		snprintf(why, cap, "tls_cert %s: cannot read: %s", cert,
+			 strerror(errno));
+		return TLCM_EIO;
+	}
+	if (!(*kp = slurp(key, kl))) {
+		snprintf(why, cap, "tls_key %s: cannot read: %s", key,
+			 strerror(errno));
+		return TLCM_EIO;
+	}
+	mbedtls_x509_crt crt;
+	mbedtls_pk_context pk;
+	mbedtls_x509_crt_init(&crt);
+	mbedtls_pk_init(&pk);
+	char err[128];
+	int rc = TLCM_EINVAL, e = 0;
+	/* NNG hands mbed TLS the text up to its first NUL: PEM only */
+	if (!strstr(*cp, "-----BEGIN CERTIFICATE-----")) {
+		snprintf(why, cap, "tls_cert %s: no PEM certificate in it (want "
+			 "-----BEGIN CERTIFICATE-----)", cert);
+	} else if ((e = mbedtls_x509_crt_parse(&crt,
+					       (const unsigned char *)*cp,
+					       strlen(*cp) + 1))) {
+		if (e > 0)
+			snprintf(err, sizeof err, "%d certificates of the "
+				 "chain do not parse", e);
+		else
+			mbedtls_strerror(e, err, sizeof err);
+		snprintf(why, cap, "tls_cert %s: not a valid PEM certificate: "
+			 "%s", cert, err);
+	} else if (!strstr(*kp, "-----BEGIN") ||
+		   (e = mbedtls_pk_parse_key(&pk, (const unsigned char *)*kp,
+					     strlen(*kp) + 1, NULL, 0
+#if MBEDTLS_VERSION_MAJOR >= 3
+					     , tls_rng, NULL
+#endif
+					     ))) {
+		if (strstr(*kp, "-----BEGIN"))
+			mbedtls_strerror(e, err, sizeof err);
+		else
+			snprintf(err, sizeof err, "no PEM block in it");
+		snprintf(why, cap, "tls_key %s: not a valid unencrypted PEM "
+			 "private key: %s", key, err);
+	} else if (mbedtls_pk_check_pair(&crt.pk, &pk
+#if MBEDTLS_VERSION_MAJOR >= 3
+					 , tls_rng, NULL
+#endif
+					 )) {
+		snprintf(why, cap, "tls_key %s: not the private key of the "
+			 "certificate in tls_cert %s", key, cert);
+	} else {
+		rc = 0;
+	}
+	mbedtls_pk_free(&pk);
+	mbedtls_x509_crt_free(&crt);
+	return rc;
+}
+
 int core_http_start(core_t *c, const char *url, const char *cert,
 		    const char *key, char *why, size_t cap)
 {
@@ -693,19 +792,17 @@ int core_http_start(core_t *c, const char *url, const char *cert,
 	pthread_cond_init(&c->qcv, NULL);
 	rv = nng_http_server_hold(&c->srv, u);
 	if (!rv && tls) {
-		size_t cl, kl;
-		char *cp = slurp(cert, &cl), *kp = slurp(key, &kl);
+		size_t cl = 0, kl = 0;
+		char *cp, *kp;
 		nng_tls_config *tc = NULL;
-		if (!cp || !kp) {
-			snprintf(why, cap, "cannot read %s: %s",
-				 cp ? key : cert, strerror(errno));
-			rv = NNG_ENOENT;
+		if (tls_load(cert, key, &cp, &cl, &kp, &kl, why, cap)) {
+			rv = NNG_EINVAL;
 		} else if ((rv = nng_tls_config_alloc(&tc,
 						      NNG_TLS_MODE_SERVER)) ||
 			   (rv = nng_tls_config_own_cert(tc, cp, kp, NULL)) ||
 			   (rv = nng_http_server_set_tls(c->srv, tc))) {
-			snprintf(why, cap, "TLS with %s and %s: %s", cert, key,
-				 nng_strerror(rv));
+			snprintf(why, cap, "TLS with tls_cert %s and tls_key "
+				 "%s: %s", cert, key, nng_strerror(rv));
 		}
 		if (tc)
 			nng_tls_config_free(tc);
@@ -765,7 +862,8 @@ int core_http_start(core_t *c, const char *url, const char *cert,
 		c->srv = NULL;
 		free(c->threads);
 		c->threads = NULL;
-		return rv == NNG_EADDRINUSE ? TLCM_EBUSY : TLCM_EIO;
+		return rv == NNG_EADDRINUSE ? TLCM_EBUSY :
+		       rv == NNG_EINVAL ? TLCM_EINVAL : TLCM_EIO;
 	}
 	return 0;
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 
@@ -243,11 +244,42 @@ void core_drift_image(core_req_t *r)
 			   r->param[0]);
 		return;
 	}
-	const char *ext = strrchr(img, '.');
-	core_reply(r, 200, ext && !strcmp(ext, ".jpg") ? "image/jpeg" :
-		   "image/png", v, vl);
+	core_reply(r, 200, core_media_type(img, v, vl), v, vl);
 	cJSON_Delete(e); /* img points into it */
 	free(v);
+}
+
+const char *core_media_type(const char *name, const void *data, size_t len)
+{
+	static const struct {
+		const char *magic;
+		size_t n;
+		const char *type;
+	} MAGIC[] = {
+		{"\x89PNG\r\n\x1a\n", 8, "image/png"},
+		{"\xff\xd8\xff", 3, "image/jpeg"},
+		{"GIF87a", 6, "image/gif"},
+		{"GIF89a", 6, "image/gif"},
+	};
+	static const struct {
+		const char *ext, *type;
+	} EXT[] = {
+		{".png", "image/png"},   {".jpg", "image/jpeg"},
+		{".jpeg", "image/jpeg"}, {".gif", "image/gif"},
+		{".webp", "image/webp"}, {".bmp", "image/bmp"},
+	};
+	const unsigned char *p = data;
+	for (size_t i = 0; p && i < sizeof MAGIC / sizeof MAGIC[0]; i++)
+		if (len >= MAGIC[i].n && !memcmp(p, MAGIC[i].magic, MAGIC[i].n))
+			return MAGIC[i].type;
+	if (p && len >= 12 && !memcmp(p, "RIFF", 4) &&
+	    !memcmp(p + 8, "WEBP", 4))
+		return "image/webp";
+	const char *ext = name ? strrchr(name, '.') : NULL;
+	for (size_t i = 0; ext && i < sizeof EXT / sizeof EXT[0]; i++)
+		if (!strcasecmp(ext, EXT[i].ext))
+			return EXT[i].type;
+	return "application/octet-stream";
 }
 
 /* ---- labels ------------------------------------------------------------------ */
@@ -659,13 +691,8 @@ static int fb_one(void *arg, const void *key, size_t klen, const void *val,
 
 void core_feedback_get(core_req_t *r)
 {
-	const char *dev = r->param[0];
-	if (!core_valid_device(dev)) {
-		core_error(r, 400, "bad_request", "device id not "
-			   "[A-Za-z0-9._-]{1,64}");
-		return;
-	}
-	if (core_auth_admin_or(r, dev))
+	const char *dev = core_path_device(r, true);
+	if (!dev)
 		return;
 	fb_t f = {0};
 	if (!core_query_limit(r, &f.left, 256, 1000))
@@ -681,14 +708,8 @@ void core_feedback_get(core_req_t *r)
 
 void core_feedback_ack(core_req_t *r)
 {
-	const char *dev = r->param[0];
-	if (!core_valid_device(dev)) {
-		core_error(r, 400, "bad_request", "device id not "
-			   "[A-Za-z0-9._-]{1,64}");
-		return;
-	}
-	char me[CORE_ID_MAX + 1];
-	if (core_auth_device(r, dev, me))
+	const char *dev = core_path_device(r, false);
+	if (!dev)
 		return;
 	core_t *c = r->c;
 	cJSON *j = core_json_parse(r->body, r->len);
@@ -772,13 +793,8 @@ static int series_one(void *arg, const void *key, size_t klen,
 
 static void series(core_req_t *r, const char *fam, const char *name)
 {
-	const char *dev = r->param[0];
-	if (!core_valid_device(dev)) {
-		core_error(r, 400, "bad_request", "device id not "
-			   "[A-Za-z0-9._-]{1,64}");
-		return;
-	}
-	if (core_auth_admin_or(r, dev))
+	const char *dev = core_path_device(r, true);
+	if (!dev)
 		return;
 	series_t s = {0};
 	if (!core_query_limit(r, &s.left, 100, 10000) || !core_query_since(r, &s.since))

@@ -137,6 +137,8 @@ static int on_samples(ingest_t *g, const void *data)
 		bool thumb = w && h && tl == (size_t)w * h;
 		cJSON_AddBoolToObject(o, "thumbnail", thumb);
 		int rc = put_json(g, "core/samples", key, 8 + dl, o);
+		if (!rc) /* in arrival order, for retention */
+			rc = core_ttl_put(g->c, g->b, 's', g->recv, key, 8 + dl);
 		if (!rc && thumb) {
 			unsigned char *t = malloc(4 + tl);
 			if (!t)
@@ -274,7 +276,9 @@ static int on_attachments(ingest_t *g, tlcm_Package_table_t p)
 		if (!g->image[0] && !strncmp(mt, "image/", 6))
 			snprintf(g->image, sizeof g->image, "%s", name);
 	}
-	return 0;
+	/* in arrival order, for retention */
+	return n ? core_ttl_put(g->c, g->b, 'i', g->recv, g->id, CORE_UUID_LEN)
+		 : 0;
 }
 
 /* ---- POST /packages -------------------------------------------------------- */
@@ -448,6 +452,11 @@ void core_packages_post(core_req_t *r)
 	int rc = tlcm_store_get(c->store, "core/packages", id, CORE_UUID_LEN,
 				&v, &vl);
 	free(v);
+	bool gone = false;
+	/* swept by retention: still delivered once (retention.c) */
+	if (rc == TLCM_ENOENT && !(rc = core_package_gone(c, id, &gone)) &&
+	    !gone)
+		rc = TLCM_ENOENT;
 	if (!rc) {
 		pthread_mutex_unlock(mu);
 		atomic_fetch_add(&c->st.duplicates, 1);

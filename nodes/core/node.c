@@ -63,6 +63,32 @@ static const tlcm_param_desc_t params[] = {
 	{"telemetry_max_age", TLCM_P_DURATION, "7d", "telemetry points older "
 	 "than this are refused (contribution days cannot be back-dated)",
 	 3.6e12, 3.1536e17, NULL, 0},
+	/* retention (retention.c, docs/api.md#retention); 0: forever */
+	{"retain_packages", TLCM_P_DURATION, "30d", "keep a package's record "
+	 "and bytes this long after it arrived (0: forever); its id stays "
+	 "known (`duplicate`) while anything decoded from it is kept", 0,
+	 3.2e18, NULL, 0},
+	{"retain_drift", TLCM_P_DURATION, "365d", "keep drift events this "
+	 "long after they arrived (0: forever); pending events stay until "
+	 "a person validates or rejects them", 0, 3.2e18, NULL, 0},
+	{"retain_samples", TLCM_P_DURATION, "365d", "keep quarantined "
+	 "samples and thumbnails this long after they arrived (0: forever); "
+	 "those of a pending drift event stay", 0, 3.2e18, NULL, 0},
+	{"retain_images", TLCM_P_DURATION, "90d", "keep image attachments "
+	 "this long after they arrived (0: forever); those of a package "
+	 "with a pending drift event stay", 0, 3.2e18, NULL, 0},
+	{"retain_metrics", TLCM_P_DURATION, "90d", "keep metrics records "
+	 "this long after their own time_ns, the device's clock (0: "
+	 "forever)", 0, 3.2e18, NULL, 0},
+	{"retain_logs", TLCM_P_DURATION, "30d", "keep log lines this long "
+	 "after their own time_ns, the device's clock (0: forever)", 0,
+	 3.2e18, NULL, 0},
+	{"retain_telemetry", TLCM_P_DURATION, "400d", "keep community "
+	 "telemetry (daily aggregates, contribution days) this long (0: "
+	 "forever); at least community_min_days", 0, 3.2e18, NULL, 0},
+	{"retention_interval", TLCM_P_DURATION, "1h", "how often the "
+	 "retention sweep runs (the first right after start); it compacts "
+	 "what it removed", 1e9, 3.2e18, NULL, 0},
 	{0},
 };
 
@@ -94,6 +120,7 @@ static void destroy(core_t *c)
 	core_devices_free(c);
 	core_models_free(c);
 	core_telemetry_free(c);
+	core_retention_free(c);
 	for (int i = 0; i < CORE_LOCKS; i++)
 		pthread_mutex_destroy(&c->locks[i]);
 	pthread_mutex_destroy(&c->mu);
@@ -140,6 +167,8 @@ static int init(tlcm_ctx_t *ctx, void *st)
 		rc = core_models_init(c, why, sizeof why);
 	if (!rc)
 		rc = core_telemetry_init(c, why, sizeof why);
+	if (!rc)
+		rc = core_retention_init(c, why, sizeof why);
 	const char *cert = tlcm_param_str(ctx, "tls_cert");
 	size_t known = c->ndev; /* read before the workers can register */
 	if (!rc)
@@ -168,6 +197,8 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 	node_t *n = st;
 	(void)now;
 	core_devices_flush(n->c);
+	if (!tlcm_stopping(ctx))
+		core_retention_tick(n->c);
 	return tlcm_stopping(ctx) ? TLCM_ECLOSED : 0;
 }
 
@@ -178,7 +209,8 @@ static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 	pthread_mutex_lock(&c->mu);
 	size_t ndev = c->ndev;
 	pthread_mutex_unlock(&c->mu);
-	snprintf(buf, len, "{\"port\":%d,\"devices\":%zu,\"requests\":%" PRIu64
+	int n = snprintf(buf, len, "{\"port\":%d,\"devices\":%zu,"
+		 "\"requests\":%" PRIu64
 		 ",\"stored\":%" PRIu64 ",\"duplicates\":%" PRIu64
 		 ",\"rejected\":%" PRIu64 ",\"rate_limited\":%" PRIu64
 		 ",\"drift_events\":%" PRIu64 ",\"feedback_queued\":%" PRIu64
@@ -188,6 +220,11 @@ static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 		 (uint64_t)c->st.rate_limited, (uint64_t)c->st.drift_events,
 		 (uint64_t)c->st.feedback_queued,
 		 (uint64_t)c->st.feedback_acked);
+	/* and the retention's figures, when they fit */
+	char ret[1024];
+	size_t rl = core_retention_describe(c, ret, sizeof ret);
+	if (n > 0 && rl && (size_t)n + rl + 1 < len)
+		snprintf(buf + n - 1, len - (size_t)n + 1, ",%s}", ret);
 	return 0;
 }
 

@@ -12,8 +12,10 @@
  * Families: core/telemetry  metric\0model\0device\0be64(day) -> be64 x 4:
  *             sum, min, max (IEEE-754 bits) and the count of points
  *           core/telemetry_days  device\0be64(day) -> be64(points that day)
- *           core/telemetry_ids   device\0KEY -> "" (Idempotency-Key of the
- *             submissions stored: a retry is not counted twice)
+ *           core/telemetry_ids   device\0KEY -> be64(stored_ns)
+ *             (Idempotency-Key of the submissions stored: a retry is not
+ *             counted twice; retention.c forgets them once a retry's
+ *             points would be refused as too old anyway)
  * A device's records are read, added to and written under its stripe
  * lock, so concurrent submissions of one device add up.
  */
@@ -74,6 +76,11 @@ void core_telemetry_free(core_t *c)
 uint64_t core_community_min_days(const core_t *c)
 {
 	return c->tel->min_days;
+}
+
+uint64_t core_telemetry_max_age_s(const core_t *c)
+{
+	return c->tel->max_age_s;
 }
 
 /* ---- metrics and aggregates ------------------------------------------------ */
@@ -433,8 +440,10 @@ void core_telemetry_submit(core_req_t *r)
 		tlcm_batch_t *b = tlcm_batch_new();
 		rc = b ? add_points(c, b, dev, model->valuestring, pts,
 				    (size_t)n) : TLCM_ENOMEM;
+		unsigned char when[8];
+		core_be64(when, core_wall_ns());
 		if (!rc && idem)
-			rc = tlcm_batch_put(c->store, b, IDS, ik, il, "", 0);
+			rc = tlcm_batch_put(c->store, b, IDS, ik, il, when, 8);
 		if (!rc)
 			rc = tlcm_store_write(c->store, b);
 		tlcm_batch_free(b);

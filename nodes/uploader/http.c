@@ -251,6 +251,10 @@ static void fill(up_http_t *h, CURLcode res, up_resp_t *r)
 		long v = 0;
 		curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &v);
 		r->http_version = v == CURL_HTTP_VERSION_2_0 ? 2 : 1;
+		struct curl_header *et;
+		if (curl_easy_header(e, "ETag", 0, CURLH_HEADER, -1, &et) ==
+		    CURLHE_OK && strlen(et->value) < sizeof r->etag)
+			snprintf(r->etag, sizeof r->etag, "%s", et->value);
 	}
 	long nc = 0;
 	curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &nc);

@@ -41,6 +41,8 @@ typedef struct up_resp {
 	uint64_t time_ns;    /* the whole request */
 	int http_version;    /* 1 or 2 (0: no response) */
 	bool reused;         /* went over an already open connection */
+	char etag[80];       /* the ETag header as sent ("" none, or too
+				long) */
 	char error[256];     /* curl's words when curl != 0 */
 } up_resp_t;
 

@@ -1,5 +1,10 @@
 /* uploader.c — node `uploader`: store-and-forward from the graph store's
  * outbox (engine/outbox.h) to the core, per the contract in docs/api.md.
+ * With `deploy_dir`, a sync ends with graph deployment (deploy.h): the
+ * runner's outcomes are reported (POST /devices/{id}/graph/status) and
+ * the device's graph is pulled with If-None-Match (GET
+ * /devices/{id}/graph); a new one goes to DIR/pending.yaml for
+ * `tinylcm run --deploy-dir DIR`.
  *
  * A sync is: GET /ping (latency → link quality), POST /devices/register
  * when the device has no token yet (or got a 401) — with a random secret
@@ -40,6 +45,7 @@
 #include <sys/random.h>
 #include <sys/utsname.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -49,6 +55,7 @@
 #include "fb/link_fb.h"
 #include "fb/package_event_fb.h"
 #include "fb/power_fb.h"
+#include "nodes/uploader/deploy.h"
 #include "nodes/uploader/http.h"
 #include "nodes/uploader/link.h"
 #include "nodes/uploader/uploader.h"
@@ -56,20 +63,24 @@
 
 enum { IN_QUEUED, IN_BATTERY };
 enum { OUT_LABELS, OUT_LINK };
-enum { PH_IDLE, PH_PING, PH_REGISTER, PH_UPLOAD, PH_FEEDBACK, PH_ACK };
-enum { RQ_NONE, RQ_PING, RQ_REGISTER, RQ_PACKAGE, RQ_FEEDBACK, RQ_ACK };
+enum { PH_IDLE, PH_PING, PH_REGISTER, PH_UPLOAD, PH_FEEDBACK, PH_ACK,
+       PH_REPORT, PH_GRAPH };
+enum { RQ_NONE, RQ_PING, RQ_REGISTER, RQ_PACKAGE, RQ_FEEDBACK, RQ_ACK,
+       RQ_REPORT, RQ_GRAPH };
 enum { EXIT_NEVER, EXIT_SYNC, EXIT_DRAINED };
 
 #define MAX_WAIT 64       /* packages with their own backoff */
 #define MAX_SKIP 4096     /* ids passed over in one sync */
 #define FB_PAGES 16       /* feedback pages per sync */
+#define REPORTS 16        /* deployment outcomes reported per sync */
 #define POISON_AFTER 3    /* failures before a package waits alone */
 #define SLOW_NS 50000000u /* a request pending this long is polled */
 #define FB_EMITTED 1u
 #define FB_ACKED 2u
 
 static const char *const phase_names[] = {"idle", "ping", "register",
-					  "upload", "feedback", "ack"};
+					  "upload", "feedback", "ack",
+					  "report", "graph"};
 
 typedef struct {
 	char id[TLCM_PKG_ID_LEN + 1];
@@ -133,6 +144,11 @@ typedef struct {
 	uint64_t battery_read_ns;
 	const char *interval_why;
 	uint64_t interval_ns;
+	/* graph deployment ("" off) */
+	char deploy_dir[512];
+	char report[32];  /* the outcome file being reported */
+	unsigned reports; /* this sync */
+	uint64_t graphs_fetched, graph_reports;
 	/* feedback */
 	fbrec_t *fb;
 	size_t nfb, fb_cap;
@@ -228,8 +244,8 @@ static const tlcm_param_desc_t params[] = {
 	 "backlog large (0: never shorten)", 0, 1e12, NULL, 0},
 	{"feedback", TLCM_P_BOOL, "true", "pull ground-truth labels at each "
 	 "sync", 0, 0, NULL, 0},
-	{"feedback_limit", TLCM_P_INT, "256", "labels per feedback request",
-	 1, 10000, NULL, 0},
+	{"feedback_limit", TLCM_P_INT, "256", "labels per feedback request "
+	 "(the core answers at most 1000)", 1, 1000, NULL, 0},
 	{"feedback_keep", TLCM_P_INT, "10000", "acknowledged label ids "
 	 "remembered (a re-offered one is not emitted twice)", 16, 1e7, NULL,
 	 0},
@@ -241,6 +257,13 @@ static const tlcm_param_desc_t params[] = {
 	 0, 0, NULL, 0},
 	{"location", TLCM_P_STRING, "", "registration: LAT,LON from the "
 	 "configuration (never an IP lookup)", 0, 0, NULL, 0},
+	{"group", TLCM_P_STRING, "", "registration: the device's group "
+	 "([A-Za-z0-9._-]{1,64}): it gets the group's graph when it has none "
+	 "of its own", 0, 0, NULL, 0},
+	{"deploy_dir", TLCM_P_PATH, "", "graph deployment: at each sync "
+	 "report the outcomes `tinylcm run --deploy-dir` left here and pull "
+	 "this device's graph into DIR/pending.yaml (docs/graphs.md, "
+	 "Deployment); empty: off", 0, 0, NULL, 0},
 	{"exit_after", TLCM_P_ENUM, "never", "finish the node after the "
 	 "first sync (sync: cron style), or after a sync that left nothing "
 	 "to send (drained)", 0, 0, "never|sync|drained", 0},
@@ -1099,6 +1122,9 @@ static int start_register(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
 	const char *prof = tlcm_param_str(ctx, "profile");
 	if (prof[0])
 		cJSON_AddStringToObject(o, "profile", prof);
+	const char *grp = tlcm_param_str(ctx, "group");
+	if (grp[0])
+		cJSON_AddStringToObject(o, "group", grp);
 	if (!isnan(u->lat)) {
 		cJSON *l = cJSON_AddObjectToObject(o, "location");
 		cJSON_AddNumberToObject(l, "lat", u->lat);
@@ -1160,6 +1186,184 @@ static int start_ack(up_t *u, uint64_t now)
 		     strlen(u->req_body), 0, now);
 }
 
+/* ---- graph deployment (deploy.h) ------------------------------------------ */
+
+static bool permanent(long s);
+static void http_trouble(tlcm_ctx_t *ctx, up_t *u, const char *what,
+			 const up_resp_t *r, uint64_t now);
+
+/* Report the oldest outcome the runner left: 0 (started), TLCM_ENOENT
+ * (none left). An outcome file that is not the runner's JSON is removed
+ * (it cannot be reported) with a warning. */
+static int start_report(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
+{
+	for (;;) {
+		if (u->reports >= REPORTS ||
+		    up_deploy_next_outcome(u->deploy_dir, u->report,
+					   sizeof u->report))
+			return TLCM_ENOENT;
+		char path[700], why[300], *text;
+		size_t len;
+		snprintf(path, sizeof path, "%s/%s/%s", u->deploy_dir,
+			 UP_DEPLOY_OUTCOMES, u->report);
+		int rc = up_deploy_read(path, 4 * UP_DEPLOY_DETAIL, &text,
+					&len, why, sizeof why);
+		cJSON *j = rc ? NULL : cJSON_ParseWithLength(text, len);
+		const char *et = cJSON_GetStringValue(
+			cJSON_GetObjectItemCaseSensitive(j, "etag"));
+		const char *oc = cJSON_GetStringValue(
+			cJSON_GetObjectItemCaseSensitive(j, "outcome"));
+		bool ok = et && oc;
+		cJSON_Delete(j);
+		if (!ok) {
+			tlcm_node_log(ctx, TLCM_LOG_WARN, "deploy: %s is not a "
+				      "deployment outcome (%s): removed", path,
+				      rc ? why : "no etag or outcome");
+			free(text);
+			unlink(path);
+			continue;
+		}
+		/* sent as the runner wrote it (etag, outcome, detail,
+		 * time_ns: its 64-bit integer exact, not through a double) */
+		free(u->req_body);
+		u->req_body = text;
+		u->reports++;
+		char rpath[160];
+		snprintf(rpath, sizeof rpath, "/devices/%s/graph/status",
+			 u->device);
+		const char *h[] = {u->hdr_dev, "Content-Type: application/json",
+				   "Accept: application/json",
+				   u->hdr_auth[0] ? u->hdr_auth : NULL, NULL};
+		return start(u, RQ_REPORT, "POST", rpath, h, u->req_body,
+			     strlen(u->req_body), 0, now);
+	}
+}
+
+/* GET our graph, If-None-Match the one we have. */
+static int start_graph(up_t *u, uint64_t now)
+{
+	char path[700], why[200], *etag = NULL, inm[100] = "";
+	size_t len;
+	snprintf(path, sizeof path, "%s/%s", u->deploy_dir, UP_DEPLOY_FETCHED);
+	if (!up_deploy_read(path, 64, &etag, &len, why, sizeof why) &&
+	    len == 64)
+		snprintf(inm, sizeof inm, "If-None-Match: \"%s\"", etag);
+	free(etag);
+	char rpath[160];
+	snprintf(rpath, sizeof rpath, "/devices/%s/graph", u->device);
+	const char *h[] = {u->hdr_dev, "Accept: application/yaml",
+			   u->hdr_auth[0] ? u->hdr_auth : NULL,
+			   inm[0] ? inm : NULL, NULL};
+	if (!h[2]) /* no auth header: keep If-None-Match in the list */
+		h[2] = h[3], h[3] = NULL;
+	return start(u, RQ_GRAPH, "GET", rpath, h, NULL, 0, 0, now);
+}
+
+/* The feedback is done: the deployment phases, or the sync ends. */
+static void feedback_done(up_t *u, uint64_t now)
+{
+	if (u->deploy_dir[0]) {
+		u->reports = 0;
+		u->phase = PH_REPORT;
+	} else {
+		sync_ok(u, now);
+	}
+}
+
+static void on_report(tlcm_ctx_t *ctx, up_t *u, const up_resp_t *r,
+		      uint64_t now)
+{
+	char path[700];
+	snprintf(path, sizeof path, "%s/%s/%s", u->deploy_dir,
+		 UP_DEPLOY_OUTCOMES, u->report);
+	long s = r->status;
+	if (s >= 200 && s < 300) {
+		u->graph_reports++;
+		tlcm_node_log(ctx, TLCM_LOG_INFO, "deploy: outcome %s "
+			      "reported to the core", u->report);
+		unlink(path);
+		return; /* the next one */
+	}
+	if (s == 404) {
+		/* a core without graph deployment: keep it, pull nothing */
+		tlcm_node_log(ctx, TLCM_LOG_WARN, "deploy: the core has no "
+			      "graph deployment (404); outcome %s kept",
+			      u->report);
+		sync_ok(u, now);
+		return;
+	}
+	if (permanent(s)) {
+		char words[200];
+		clean_text(words, sizeof words, r->body, r->len);
+		tlcm_node_log(ctx, TLCM_LOG_WARN, "deploy: the core refused "
+			      "outcome %s for good (HTTP %ld %s): removed",
+			      u->report, s, words);
+		unlink(path);
+		return;
+	}
+	http_trouble(ctx, u, "graph status", r, now);
+}
+
+/* The ETag header's value without W/ and quotes, if it is a SHA-256. */
+static bool etag_of(const up_resp_t *r, char out[65])
+{
+	const char *e = r->etag;
+	if (!strncmp(e, "W/", 2))
+		e += 2;
+	size_t n = strlen(e);
+	if (n == 66 && e[0] == '"' && e[65] == '"')
+		e++, n -= 2;
+	if (n != 64)
+		return false;
+	for (size_t i = 0; i < 64; i++)
+		if (!strchr("0123456789abcdef", e[i]))
+			return false;
+	memcpy(out, e, 64);
+	out[64] = 0;
+	return true;
+}
+
+static void on_graph(tlcm_ctx_t *ctx, up_t *u, const up_resp_t *r,
+		     uint64_t now)
+{
+	long s = r->status;
+	if (s == 304 || s == 404) { /* nothing new, or nothing for us */
+		sync_ok(u, now);
+		return;
+	}
+	if (s != 200) {
+		http_trouble(ctx, u, "graph", r, now);
+		return;
+	}
+	char etag[65], sum[65], why[300];
+	up_deploy_etag(r->body, r->len, sum);
+	if (r->truncated || !etag_of(r, etag) || strcmp(etag, sum)) {
+		set_error(u, "graph: the answer %s", r->truncated ?
+			  "is larger than we take" : "does not match its "
+			  "ETag (a SHA-256)");
+		tlcm_node_log(ctx, TLCM_LOG_WARN, "deploy: %s; not deployed",
+			      u->last_error);
+		sync_fail(u, now, backoff(u));
+		return;
+	}
+	int rc = up_deploy_write(u->deploy_dir, UP_DEPLOY_PENDING, r->body,
+				 r->len, why, sizeof why);
+	if (!rc)
+		rc = up_deploy_write(u->deploy_dir, UP_DEPLOY_FETCHED, etag, 64,
+				     why, sizeof why);
+	if (rc) {
+		set_error(u, "deploy: %s", why);
+		tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s", u->last_error);
+		sync_fail(u, now, backoff(u));
+		return;
+	}
+	u->graphs_fetched++;
+	tlcm_node_log(ctx, TLCM_LOG_INFO, "deploy: new graph %.12s… (%zu "
+		      "bytes) from the core, left in %s/%s for the runner",
+		      etag, r->len, u->deploy_dir, UP_DEPLOY_PENDING);
+	sync_ok(u, now);
+}
+
 /* Start the next request of the sync, or end it. 0, or an error that
  * ends the sync (logged by the caller). */
 static int step(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
@@ -1187,13 +1391,25 @@ static int step(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
 		}
 		case PH_FEEDBACK:
 			if (!u->do_feedback || u->fb_pages >= FB_PAGES) {
-				sync_ok(u, now);
-				return 0;
+				feedback_done(u, now);
+				if (u->phase == PH_IDLE)
+					return 0;
+				continue;
 			}
 			u->fb_pages++;
 			return start_feedback(u, now);
 		case PH_ACK:
 			return start_ack(u, now);
+		case PH_REPORT: {
+			int rc = start_report(ctx, u, now);
+			if (rc == TLCM_ENOENT) {
+				u->phase = PH_GRAPH;
+				continue;
+			}
+			return rc;
+		}
+		case PH_GRAPH:
+			return start_graph(u, now);
 		default:
 			return 0;
 		}
@@ -1395,7 +1611,8 @@ static void on_done(tlcm_ctx_t *ctx, up_t *u, const up_resp_t *r,
 	int req = u->req;
 	u->req = RQ_NONE;
 	static const char *const what[] = {"", "ping", "register", "upload",
-					   "feedback", "ack"};
+					   "feedback", "ack", "graph status",
+					   "graph"};
 	if (r->curl) {
 		char w[80];
 		if (req == RQ_PACKAGE)
@@ -1445,11 +1662,11 @@ static void on_done(tlcm_ctx_t *ctx, up_t *u, const up_resp_t *r,
 			} else if (u->npending) {
 				u->phase = PH_ACK;
 			} else {
-				sync_ok(u, now);
+				feedback_done(u, now);
 			}
 		} else if (r->status == 404) {
 			/* a core without feedback: nothing to pull */
-			sync_ok(u, now);
+			feedback_done(u, now);
 		} else {
 			http_trouble(ctx, u, "feedback", r, now);
 		}
@@ -1460,10 +1677,16 @@ static void on_done(tlcm_ctx_t *ctx, up_t *u, const up_resp_t *r,
 			if (u->fb_more)
 				u->phase = PH_FEEDBACK;
 			else
-				sync_ok(u, now);
+				feedback_done(u, now);
 		} else {
 			http_trouble(ctx, u, "feedback ack", r, now);
 		}
+		break;
+	case RQ_REPORT:
+		on_report(ctx, u, r, now);
+		break;
+	case RQ_GRAPH:
+		on_graph(ctx, u, r, now);
 		break;
 	}
 }
@@ -1534,6 +1757,14 @@ static int init(tlcm_ctx_t *ctx, void *st)
 	if (!valid_device(dev)) {
 		tlcm_node_log(ctx, TLCM_LOG_ERROR, "device_id: want "
 			      "[A-Za-z0-9._-]{1,64}, got '%s'", dev);
+		return TLCM_EINVAL;
+	}
+	/* a CA bundle that cannot be read would fail every sync with curl's
+	 * words; say so once, at the start, naming the parameter */
+	const char *ca = tlcm_param_str(ctx, "ca_file");
+	if (ca[0] && access(ca, R_OK)) {
+		tlcm_node_log(ctx, TLCM_LOG_ERROR, "ca_file %s: cannot read: %s",
+			      ca, strerror(errno));
 		return TLCM_EINVAL;
 	}
 	if (!strncmp(url, "http://", 7) && !loopback(url))
@@ -1611,6 +1842,31 @@ static int init(tlcm_ctx_t *ctx, void *st)
 			release(u);
 			return TLCM_EINVAL;
 		}
+	}
+	const char *grp = tlcm_param_str(ctx, "group");
+	if (grp[0] && (!valid_device(grp) || !strcmp(grp, ".") ||
+		       !strcmp(grp, ".."))) {
+		tlcm_node_log(ctx, TLCM_LOG_ERROR, "group: want "
+			      "[A-Za-z0-9._-]{1,64}, got '%s'", grp);
+		release(u);
+		return TLCM_EINVAL;
+	}
+	const char *dd = tlcm_param_str(ctx, "deploy_dir");
+	if (strlen(dd) >= sizeof u->deploy_dir - 64) {
+		tlcm_node_log(ctx, TLCM_LOG_ERROR, "deploy_dir: longer than "
+			      "%zu", sizeof u->deploy_dir - 65);
+		release(u);
+		return TLCM_EINVAL;
+	}
+	if (dd[0]) {
+		char why[300];
+		int drc = up_deploy_dirs(dd, why, sizeof why);
+		if (drc) {
+			tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s", why);
+			release(u);
+			return drc;
+		}
+		snprintf(u->deploy_dir, sizeof u->deploy_dir, "%s", dd);
 	}
 	const char *bat = tlcm_param_str(ctx, "battery");
 	u->battery = -1;
@@ -1952,7 +2208,8 @@ static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 		",\"waiting\":%zu,\"labels\":%" PRIu64 ",\"acked\":%" PRIu64
 		",\"registered\":%s,\"auth\":\"%s\",\"forbidden\":%s,"
 		"\"link_events\":%" PRIu64 ",\"http2\":%" PRIu64
-		",\"reused\":%" PRIu64 ",\"last_error\":%s}",
+		",\"reused\":%" PRIu64 ",\"graphs_fetched\":%" PRIu64
+		",\"graph_reports\":%" PRIu64 ",\"last_error\":%s}",
 		up_state_name(u->link.state), up_quality_name(u->link.quality),
 		(double)u->link.latency_ns / 1e6, u->link.failures,
 		phase_names[u->phase], next > 0 ? next / 1000000 : 0,
@@ -1964,7 +2221,8 @@ static int describe(tlcm_ctx_t *ctx, void *st, char *buf, size_t len)
 		u->registered ? "true" : "false",
 		u->token[0] ? "token" : u->api_key[0] ? "api_key" : "none",
 		u->forbidden ? "true" : "false", u->link_events, u->h2,
-		u->reused, u->last_error[0] && err[0] ? err : "null");
+		u->reused, u->graphs_fetched, u->graph_reports,
+		u->last_error[0] && err[0] ? err : "null");
 	return w < 0 || (size_t)w >= len ? TLCM_ENOSPC : 0;
 }
 

@@ -253,7 +253,7 @@ def prometheus(port):
     for line in r.body.decode().splitlines():
         if line and not line.startswith("#"):
             k, v = line.split()
-            vals[k] = int(v)
+            vals[k] = float(v) if k.endswith("_seconds_total") else int(v)
     return r, vals
 
 

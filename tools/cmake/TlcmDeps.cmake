@@ -37,6 +37,9 @@ tlcm_find_lib(sodium      sodium.h            sodium       libsodium-dev)
 tlcm_find_lib(zlib        zlib.h              z            zlib1g-dev)
 tlcm_find_lib(png         png.h               png          libpng-dev)
 tlcm_find_lib(jpeg        jpeglib.h           jpeg         libjpeg62-turbo-dev)
+# the core checks its TLS certificate and key as NNG's TLS engine reads them
+tlcm_find_lib(mbedx509    mbedtls/x509_crt.h  mbedx509     libmbedtls-dev)
+tlcm_find_lib(mbedcrypto  mbedtls/pk.h        mbedcrypto   libmbedtls-dev)
 
 find_program(FLATC flatc)
 if(NOT FLATC)
