@@ -114,6 +114,10 @@ void core_reply_cjson(core_req_t *r, int rc, cJSON *o);
 /* Parse JSON keeping 64-bit integers exact (as raw number items); add,
  * make and read them (a number below 2^53, raw or quoted digits). */
 cJSON *core_json_parse(const char *s, size_t n);
+/* The stripe lock (of CORE_LOCKS) for a record key: what reads, decides
+ * and writes one package id, drift event or device's reports holds it.
+ * Never take two; c->mu may be taken inside. */
+pthread_mutex_t *core_lock_of(core_t *c, const char *key);
 cJSON *core_json_u64_item(uint64_t v);
 void core_json_add_u64(cJSON *o, const char *key, uint64_t v);
 bool core_json_get_u64(const cJSON *it, uint64_t *out);

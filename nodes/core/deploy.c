@@ -432,10 +432,7 @@ void core_device_graph_status(core_req_t *r)
 		return;
 	}
 	/* one device's reports in turn (a stripe lock: they are short) */
-	uint64_t h = 1469598103934665603ull;
-	for (const char *p = id; *p; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ull;
-	pthread_mutex_t *mu = &c->locks[h % CORE_LOCKS];
+	pthread_mutex_t *mu = core_lock_of(c, id);
 	pthread_mutex_lock(mu);
 	void *val = NULL;
 	size_t vl = 0;

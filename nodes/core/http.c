@@ -598,6 +598,16 @@ static void on_request(nng_aio *aio)
 	nng_http_conn_read_all(r->conn, r->rx);
 }
 
+/* ---- stripe locks ------------------------------------------------------- */
+
+pthread_mutex_t *core_lock_of(core_t *c, const char *key)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (; *key; key++)
+		h = (h ^ (unsigned char)*key) * 1099511628211ull;
+	return &c->locks[h % CORE_LOCKS];
+}
+
 /* ---- Prometheus ------------------------------------------------------------ */
 
 static void prometheus(core_req_t *r)

@@ -349,6 +349,7 @@ void core_drift_validate(core_req_t *r)
 	cJSON *j = core_json_parse(r->body, r->len);
 	cJSON *e = NULL;
 	tlcm_batch_t *b = NULL;
+	pthread_mutex_t *mu = NULL;
 	if (!cJSON_IsObject(j)) {
 		core_error(r, 400, "bad_request", "the body is not a JSON "
 			   "object: {\"label\": …} or {\"reject\": true}");
@@ -364,8 +365,29 @@ void core_drift_validate(core_req_t *r)
 			   "frame ids of this event's samples");
 		goto out;
 	}
+	/* one verdict per event: read, decide and write under its lock */
+	mu = core_lock_of(c, r->param[0]);
+	pthread_mutex_lock(mu);
 	if (!(e = event_get(r, r->param[0])))
 		goto out;
+	const char *was = cJSON_GetStringValue(
+		cJSON_GetObjectItemCaseSensitive(e, "status"));
+	if (!was || strcmp(was, "pending")) {
+		const char *had = cJSON_GetStringValue(
+			cJSON_GetObjectItemCaseSensitive(e, "label"));
+		if (was && !strcmp(was, "info"))
+			core_error(r, 409, "conflict", "drift event %s is not "
+				   "a drift start: only pending events take a "
+				   "verdict", r->param[0]);
+		else
+			core_error(r, 409, "conflict", "drift event %s is "
+				   "already %s%s%s%s; relabel single samples "
+				   "with POST /samples/{frame_id}/label",
+				   r->param[0], was ? was : "decided",
+				   had ? " as '" : "", had ? had : "",
+				   had ? "'" : "");
+		goto out;
+	}
 	const char *dev = cJSON_GetStringValue(
 		cJSON_GetObjectItemCaseSensitive(e, "device_id"));
 	cJSON *frames = cJSON_GetObjectItemCaseSensitive(e, "samples");
@@ -440,6 +462,8 @@ void core_drift_validate(core_req_t *r)
 		 rej ? "rejected" : "validated", queued);
 	core_reply_json(r, 200, body);
 out:
+	if (mu)
+		pthread_mutex_unlock(mu);
 	tlcm_batch_free(b);
 	cJSON_Delete(e);
 	cJSON_Delete(j);

@@ -283,14 +283,6 @@ static int on_attachments(ingest_t *g, tlcm_Package_table_t p)
 
 /* ---- POST /packages -------------------------------------------------------- */
 
-static size_t stripe(const char *id)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (; *id; id++)
-		h = (h ^ (unsigned char)*id) * 1099511628211ull;
-	return (size_t)(h % CORE_LOCKS);
-}
-
 static void answer(core_req_t *r, const char *id, const char *status)
 {
 	char b[96];
@@ -445,7 +437,7 @@ void core_packages_post(core_req_t *r)
 		reject(r, 400, why);
 		return;
 	}
-	pthread_mutex_t *mu = &c->locks[stripe(id)];
+	pthread_mutex_t *mu = core_lock_of(c, id);
 	pthread_mutex_lock(mu);
 	void *v = NULL;
 	size_t vl;

@@ -702,6 +702,13 @@ def drift_routes(port, st):
     check(r.status == 200 and r.json() == {"id": evr, "status": "rejected",
                                            "feedback": 0},
           "reject: no labels (%r)" % (r,))
+    # one verdict per event: a second one would queue the labels again
+    expect_error(req(port, "POST", url % ev0, {"label": "Coat"}, ADMIN_H),
+                 409, "conflict", "validate an event already validated")
+    expect_error(req(port, "POST", url % evr, {"label": "Coat"}, ADMIN_H),
+                 409, "conflict", "validate an event already rejected")
+    expect_error(req(port, "POST", url % ev2, {"label": "Coat"}, ADMIN_H),
+                 409, "conflict", "validate a drift end (status info)")
     r = req(port, "GET", "/api/v1/drift/events/" + ev0, headers=ADMIN_H)
     e = r.json() or {}
     check(e.get("status") == "validated" and e.get("label") == "Bag" and
