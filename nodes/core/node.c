@@ -44,7 +44,7 @@ static const tlcm_param_desc_t params[] = {
 	 NULL, 0},
 	{"device_burst", TLCM_P_FLOAT, "1000", "packages a device may send at "
 	 "once after a quiet spell", 1, 1e7, NULL, 0},
-	{"threads", TLCM_P_INT, "4", "worker threads (store commits of "
+	{"threads", TLCM_P_INT, "16", "worker threads (store commits of "
 	 "concurrent requests share one fsync)", 1, 64, NULL, 0},
 	{"port_file", TLCM_P_PATH, "", "write the bound port here once "
 	 "serving (for port 0)", 0, 0, NULL, 0},
