@@ -324,5 +324,8 @@ size_t core_devkey(unsigned char *out, const char *dev, const uint64_t *v,
 		   size_t n);
 /* Parse a decimal u64 (whole string). */
 bool core_parse_u64(const char *s, uint64_t *out);
+/* Does an If-None-Match / If-Range list name this ETag (quoted or not,
+ * weak or strong) or "*"? */
+bool core_etag_listed(const char *list, const char *etag);
 
 #endif

@@ -117,30 +117,6 @@ static bool graph_text(const unsigned char *s, size_t n, size_t *at)
 	return true;
 }
 
-/* Does If-None-Match list this ETag (or "*")? */
-static bool etag_matches(const char *list, const char *etag)
-{
-	for (const char *p = list; *p;) {
-		while (*p == ' ' || *p == ',')
-			p++;
-		const char *e = strchr(p, ',');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		while (n && p[n - 1] == ' ')
-			n--;
-		if (n >= 2 && !strncmp(p, "W/", 2))
-			p += 2, n -= 2;
-		if (n >= 2 && p[0] == '"' && p[n - 1] == '"')
-			p++, n -= 2;
-		if ((n == 1 && *p == '*') ||
-		    (n == strlen(etag) && !strncmp(p, etag, n)))
-			return true;
-		if (!e)
-			break;
-		p = e + 1;
-	}
-	return false;
-}
-
 static void set_etag(core_req_t *r, const char *etag)
 {
 	char q[70];
@@ -291,7 +267,7 @@ static void graph_send(core_req_t *r, graph_rec_t *g, const char *source)
 	if (source) /* "device", or "group:NAME" */
 		core_add_header(r, "X-Graph-Source", source);
 	const char *inm = core_header(r, "If-None-Match");
-	if (inm && etag_matches(inm, g->etag))
+	if (inm && core_etag_listed(inm, g->etag))
 		core_reply(r, 304, NULL, NULL, 0);
 	else
 		core_reply(r, 200, "application/yaml", (char *)g->val + HEAD,

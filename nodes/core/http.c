@@ -81,6 +81,29 @@ bool core_parse_u64(const char *s, uint64_t *out)
 	return true;
 }
 
+bool core_etag_listed(const char *list, const char *etag)
+{
+	for (const char *p = list; *p;) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		const char *e = strchr(p, ',');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		while (n && p[n - 1] == ' ')
+			n--;
+		if (n >= 2 && !strncmp(p, "W/", 2))
+			p += 2, n -= 2;
+		if (n >= 2 && p[0] == '"' && p[n - 1] == '"')
+			p++, n -= 2;
+		if ((n == 1 && *p == '*') ||
+		    (n == strlen(etag) && !strncmp(p, etag, n)))
+			return true;
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	return false;
+}
+
 bool core_valid_device(const char *s)
 {
 	size_t n = 0;

@@ -445,31 +445,6 @@ out:
 
 /* ---- GET /models/{name}/{version} ------------------------------------------ */
 
-/* Does If-None-Match list this ETag (or "*")? */
-static bool etag_listed(const char *list, const char *sha)
-{
-	char t[80];
-	for (const char *p = list; *p;) {
-		while (*p == ' ' || *p == ',')
-			p++;
-		const char *e = strchr(p, ',');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		while (n && p[n - 1] == ' ')
-			n--;
-		if (n >= 2 && !strncmp(p, "W/", 2))
-			p += 2, n -= 2;
-		if (n >= 2 && p[0] == '"' && p[n - 1] == '"')
-			p++, n -= 2;
-		snprintf(t, sizeof t, "%.*s", (int)(n < 79 ? n : 79), p);
-		if (!strcmp(t, "*") || !strcmp(t, sha))
-			return true;
-		if (!e)
-			break;
-		p = e + 1;
-	}
-	return false;
-}
-
 /* One range of "bytes=a-b", "bytes=a-" or "bytes=-n" over size bytes into
  * [*from, *to]. 0 ok, 1 unsatisfiable, -1 malformed (why says how). */
 static int parse_range(const char *h, uint64_t size, uint64_t *from,
@@ -575,7 +550,7 @@ void core_model_get(core_req_t *r)
 	core_add_header(r, "ETag", etag);
 	core_add_header(r, "Accept-Ranges", "bytes");
 	const char *inm = core_header(r, "If-None-Match");
-	if (inm && etag_listed(inm, sha)) {
+	if (inm && core_etag_listed(inm, sha)) {
 		core_reply(r, 304, NULL, NULL, 0);
 		return;
 	}
@@ -591,7 +566,7 @@ void core_model_get(core_req_t *r)
 	}
 	const char *range = core_header(r, "Range");
 	const char *ifr = core_header(r, "If-Range");
-	if (range && ifr && !etag_listed(ifr, sha))
+	if (range && ifr && !core_etag_listed(ifr, sha))
 		range = NULL; /* another entity: the whole of this one */
 	if (!range) {
 		core_reply(r, 200, "application/octet-stream", b, n);
