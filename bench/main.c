@@ -15,6 +15,8 @@ volatile uint64_t bench_sink;
 
 int bench_suite_upload(const bench_opts_t *o); /* bench_upload.c */
 int bench_suite_core_ingest(const bench_opts_t *o); /* bench_core_ingest.c */
+int bench_suite_link(const bench_opts_t *o); /* bench_link.c */
+int bench_suite_satellite_mem(const bench_opts_t *o); /* bench_satmem.c */
 
 static const bench_suite_t suites[] = {
 	{"fb", "FlatBuffers build/verify/read vs cJSON encode/parse",
@@ -36,6 +38,12 @@ static const bench_suite_t suites[] = {
 	{"core-ingest", "core packages/s and latency p50/p99 (4 KiB, 10 "
 	 "keep-alive uploaders, de-dup on) per sync policy vs NNG's HTTP "
 	 "server alone", bench_suite_core_ingest},
+	{"link", "10 satellites -> 1 core on tcp loopback: events/s and "
+	 "latency p50/p99 with acks and persistence per sync policy vs raw "
+	 "NNG push/pull", bench_suite_link},
+	{"satellite-mem", "peak RSS and anonymous memory of the headless "
+	 "satellite (graphs/satellite.yaml) vs processes that only load "
+	 "tinylcm's libraries", bench_suite_satellite_mem},
 };
 #define NSUITES (sizeof suites / sizeof suites[0])
 

@@ -13,7 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "engine/graph.h"
+#include "engine/profile.h"
 #include "engine/store.h"
 #include "engine/yaml.h"
 
@@ -21,9 +24,18 @@
 
 /* ---- registry ------------------------------------------------------------ */
 
+static const tlcm_node_type_t *find_added(const tlcm_registry_t *r,
+					  const char *name)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->types[i]->name, name) == 0)
+			return r->types[i];
+	return NULL;
+}
+
 int tlcm_registry_add(tlcm_registry_t *r, const tlcm_node_type_t *t)
 {
-	if (!t || !t->name || tlcm_registry_find(r, t->name))
+	if (!t || !t->name || find_added(r, t->name))
 		return TLCM_EEXIST;
 	if (r->n == r->cap) {
 		size_t nc = r->cap ? 2 * r->cap : 16;
@@ -40,10 +52,10 @@ int tlcm_registry_add(tlcm_registry_t *r, const tlcm_node_type_t *t)
 const tlcm_node_type_t *tlcm_registry_find(const tlcm_registry_t *r,
 					   const char *name)
 {
-	for (size_t i = 0; i < r->n; i++)
-		if (strcmp(r->types[i]->name, name) == 0)
-			return r->types[i];
-	return NULL;
+	const tlcm_node_type_t *t = find_added(r, name);
+	if (!t && r->resolve && r->resolve((tlcm_registry_t *)r, name) == 0)
+		t = find_added(r, name);
+	return t;
 }
 
 void tlcm_registry_fini(tlcm_registry_t *r)
@@ -551,6 +563,7 @@ static void load_settings(loader_t *L, const tlcm_ynode_t *n)
 				    "thread count 0..256 (0: one per core)", t);
 			else if (t)
 				L->g->workers = (int)w;
+			L->g->workers_given = true;
 			free(t);
 		} else if (strcmp(k->str, "store") == 0) {
 			free(L->g->store);
@@ -665,6 +678,7 @@ static void set_param(loader_t *L, tlcm_gnode_t *gn, const tlcm_ynode_t *at,
 		return;
 	}
 	gn->params[idx].given = true;
+	gn->params[idx].from = origin ? TLCM_FROM_SET : TLCM_FROM_FILE;
 }
 
 static void load_node(loader_t *L, const tlcm_ynode_t *key,
@@ -911,7 +925,9 @@ static void load_edge(loader_t *L, const tlcm_ynode_t *e)
 		    "%s", tlcm_yaml_kind_name(e->kind));
 		return;
 	}
-	tlcm_gedge_t ed = {.capacity = TLCM_DEFAULT_EDGE_CAPACITY,
+	const tlcm_profile_scale_t *ps = tlcm_profile_active();
+	double cap = TLCM_DEFAULT_EDGE_CAPACITY * (ps ? ps->ring : 1.0);
+	tlcm_gedge_t ed = {.capacity = cap < 4096 ? 4096 : (size_t)cap,
 			   .policy = TLCM_EDGE_BLOCK,
 			   .line = e->line,
 			   .col = e->col};
@@ -940,6 +956,7 @@ static void load_edge(loader_t *L, const tlcm_ynode_t *e)
 				ok = false;
 			} else {
 				ed.capacity = (size_t)b;
+				ed.capacity_given = true;
 			}
 		} else if (!strcmp(k->str, "policy")) {
 			policy = v;
@@ -1121,8 +1138,35 @@ static void apply_sets(loader_t *L, const char *const *sets, size_t nsets)
 	}
 }
 
+/* A profile's multiplier on a flagged default (profile.h), as text for
+ * tlcm_param_parse (so the range check and the shown text stay right). */
+static void scale_default(const tlcm_param_desc_t *d, tlcm_pval_t *v,
+			  double mul, char *text, size_t len)
+{
+	double x = d->type == TLCM_P_INT ? (double)v->i : (double)v->u;
+	x = floor(x * mul + 0.5);
+	if ((d->min != 0 || d->max != 0) && x < d->min)
+		x = ceil(d->min);
+	if ((d->min != 0 || d->max != 0) && x > d->max)
+		x = floor(d->max);
+	unsigned long long u = x < 0 ? 0 : (unsigned long long)x;
+	if (d->type == TLCM_P_INT)
+		snprintf(text, len, "%lld", (long long)x);
+	else if (d->type == TLCM_P_SIZE)
+		snprintf(text, len, "%llu", u);
+	else if (u && u % 1000000000ull == 0)
+		snprintf(text, len, "%llus", u / 1000000000ull);
+	else if (u && u % 1000000ull == 0)
+		snprintf(text, len, "%llums", u / 1000000ull);
+	else if (u && u % 1000ull == 0)
+		snprintf(text, len, "%lluus", u / 1000ull);
+	else
+		snprintf(text, len, u ? "%lluns" : "0", u);
+}
+
 static void fill_defaults(loader_t *L)
 {
+	const tlcm_profile_scale_t *ps = tlcm_profile_active();
 	for (size_t i = 0; i < L->g->nnodes; i++) {
 		tlcm_gnode_t *n = &L->g->nodes[i];
 		for (size_t p = 0; p < n->nparams; p++) {
@@ -1130,10 +1174,28 @@ static void fill_defaults(loader_t *L)
 			char why[300];
 			if (v->given || !v->d->def)
 				continue;
-			if (tlcm_param_parse(v->d, v->d->def, v, why, sizeof why))
+			if (tlcm_param_parse(v->d, v->d->def, v, why, sizeof why)) {
 				ERR(L, L->node_yaml[i], "node type %s: default "
 				    "of '%s' is invalid: %s (a bug in the node "
 				    "type)", n->type->name, v->d->name, why);
+				continue;
+			}
+			tlcm_param_type_t ty = v->d->type;
+			double mul = !ps ? 1.0
+				: (v->d->flags & TLCM_PARAM_PERIOD) &&
+				  ty == TLCM_P_DURATION ? ps->period
+				: (v->d->flags & TLCM_PARAM_BATCH) &&
+				  (ty == TLCM_P_INT || ty == TLCM_P_SIZE)
+				? ps->batch : 1.0;
+			if (mul == 1.0)
+				continue;
+			char text[64];
+			scale_default(v->d, v, mul, text, sizeof text);
+			if (tlcm_param_parse(v->d, text, v, why, sizeof why))
+				ERR(L, L->node_yaml[i], "node type %s: '%s' "
+				    "scaled by profile to %s is invalid: %s",
+				    n->type->name, v->d->name, text, why);
+			v->from = TLCM_FROM_PROFILE;
 		}
 	}
 }
@@ -1197,6 +1259,9 @@ static int load_root(tlcm_graph_t **out, const char *path,
 	loader_t L = {.file = path, .diag = diag, .reg = reg, .g = g,
 		      .no_env = no_env};
 	g->file = strdup(path);
+	const tlcm_profile_scale_t *ps = tlcm_profile_active();
+	g->profiled = ps != NULL;
+	g->profile = (int)tlcm_profile_current();
 	if (root->kind != TLCM_Y_MAP) {
 		ERR(&L, root, "a graph file is a mapping with 'graph', "
 		    "'settings', 'nodes' and 'edges'; found %s",
@@ -1252,6 +1317,11 @@ static int load_root(tlcm_graph_t **out, const char *path,
 	}
 	apply_sets(&L, sets, nsets);
 	fill_defaults(&L);
+	if (ps && !g->workers_given) {
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		g->workers = ncpu > 0 && ncpu < ps->max_workers
+				     ? (int)ncpu : ps->max_workers;
+	}
 	if (diag->n == before)
 		check_graph(&L);
 done:
@@ -1326,4 +1396,37 @@ void tlcm_graph_dot(const tlcm_graph_t *g, FILE *f)
 			e->feedback ? ", style=dashed, constraint=false" : "");
 	}
 	fprintf(f, "}\n");
+}
+
+const char *tlcm_pval_from_name(unsigned from)
+{
+	static const char *n[] = {"default", "profile", "file", "--set"};
+	return from < 4 ? n[from] : "?";
+}
+
+void tlcm_graph_print_effective(const tlcm_graph_t *g, FILE *f)
+{
+	fprintf(f, "profile %s\n", !g->profiled ? "none"
+			: tlcm_profile_name((tlcm_profile_t)g->profile));
+	fprintf(f, "settings.workers = %d (%s)\n", g->workers,
+		g->workers_given ? "file" : !g->profiled ? "default"
+							   : "profile");
+	for (size_t i = 0; i < g->nedges; i++) {
+		const tlcm_gedge_t *e = &g->edges[i];
+		const tlcm_gnode_t *a = &g->nodes[e->from], *b = &g->nodes[e->to];
+		fprintf(f, "edge %s.%s -> %s.%s capacity = %zu (%s)\n", a->id,
+			a->type->outputs[e->from_port].name, b->id,
+			tlcm_gnode_input_name(b, e->to_port), e->capacity,
+			e->capacity_given ? "file" : !g->profiled ? "default"
+								    : "profile");
+	}
+	for (size_t i = 0; i < g->nnodes; i++) {
+		const tlcm_gnode_t *n = &g->nodes[i];
+		for (size_t p = 0; p < n->nparams; p++)
+			fprintf(f, "%s.%s = %s (%s)\n", n->id,
+				n->params[p].d->name,
+				n->params[p].text ? tlcm_param_display(&n->params[p])
+						  : "(unset)",
+				tlcm_pval_from_name(n->params[p].from));
+	}
 }

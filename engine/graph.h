@@ -29,6 +29,11 @@
 typedef struct tlcm_registry {
 	const tlcm_node_type_t **types;
 	size_t n, cap;
+	/* Optional: called by tlcm_registry_find() for a name not (yet)
+	 * registered, to add it on demand (nodes/registry.c loads a node
+	 * group's shared object); 0 when it added something. So a lookup
+	 * may grow a registry passed as const. */
+	int (*resolve)(struct tlcm_registry *r, const char *name);
 } tlcm_registry_t;
 
 int tlcm_registry_add(tlcm_registry_t *r, const tlcm_node_type_t *t);
@@ -51,7 +56,12 @@ typedef struct tlcm_pval {
 	char **list;    /* list */
 	size_t nlist;
 	bool given;     /* set in the graph file or with --set */
+	unsigned char from; /* TLCM_FROM_*: where the value came from */
 } tlcm_pval_t;
+
+/* Where a parameter's value came from; later ones win (profile.h). */
+enum { TLCM_FROM_DEFAULT, TLCM_FROM_PROFILE, TLCM_FROM_FILE, TLCM_FROM_SET };
+const char *tlcm_pval_from_name(unsigned from);
 
 /* Parse text as a value of d; on error returns TLCM_EINVAL and says why. */
 int tlcm_param_parse(const tlcm_param_desc_t *d, const char *text,
@@ -89,6 +99,7 @@ typedef struct tlcm_gedge {
 	size_t capacity;
 	tlcm_edge_policy_t policy;
 	bool feedback;
+	bool capacity_given; /* in the file (else the profile's default) */
 	int line, col;
 } tlcm_gedge_t;
 
@@ -102,6 +113,9 @@ typedef struct tlcm_graph {
 	uint64_t sync_interval; /* ns, for sync: batch */
 	unsigned keep;   /* snapshot versions kept per node */
 	char *introspect; /* URL, "off", or NULL for the default */
+	bool profiled;   /* loaded with a profile's defaults (profile.h) */
+	int profile;     /* that tlcm_profile_t, when profiled */
+	bool workers_given; /* settings.workers in the file */
 	tlcm_gnode_t *nodes;
 	size_t nnodes;
 	tlcm_gedge_t *edges;
@@ -140,6 +154,9 @@ int tlcm_graph_load_text(tlcm_graph_t **out, const char *name,
 void tlcm_graph_free(tlcm_graph_t *g);
 /* Graphviz dot of the graph (secrets masked). */
 void tlcm_graph_dot(const tlcm_graph_t *g, FILE *f);
+/* Every effective setting, edge capacity and parameter with where it
+ * came from (default, profile, file, --set): `tinylcm check --effective`. */
+void tlcm_graph_print_effective(const tlcm_graph_t *g, FILE *f);
 /* Port name of input i of node n (including the implicit control port). */
 const char *tlcm_gnode_input_name(const tlcm_gnode_t *n, size_t i);
 

@@ -106,6 +106,13 @@ typedef enum {
 } tlcm_param_type_t;
 
 #define TLCM_PARAM_RUNTIME 1u /* may change while the graph runs */
+/* The default scales with the hardware profile (engine/profile.h) when
+ * neither the graph file nor --set gives the parameter: PERIOD (a
+ * duration: poll and report intervals) by the profile's period
+ * multiplier, BATCH (an int or size: batch sizes) by its batch one,
+ * clamped to the parameter's range. */
+#define TLCM_PARAM_PERIOD 2u
+#define TLCM_PARAM_BATCH 4u
 
 typedef struct tlcm_param_desc {
 	const char *name;
@@ -348,6 +355,10 @@ size_t tlcm_graph_edges(tlcm_ctx_t *ctx, tlcm_edge_figures_t *out,
 			size_t max);
 /* The graph's name (for reports). */
 const char *tlcm_graph_name(const tlcm_ctx_t *ctx);
+/* The hardware profile the graph runs with: "LOW_POWER", "BALANCED" or
+ * "HIGH_PERFORMANCE" (engine/profile.h; "BALANCED" when none was
+ * selected), e.g. for a hello to a core. */
+const char *tlcm_profile(const tlcm_ctx_t *ctx);
 
 /* Log with the node id. */
 void tlcm_node_log(const tlcm_ctx_t *ctx, int level, const char *fmt, ...)

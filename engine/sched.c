@@ -35,6 +35,7 @@
 
 #include "engine/log.h"
 #include "engine/introspect.h"
+#include "engine/profile.h"
 #include "engine/sched.h"
 #include "engine/store.h"
 #include "fb/control_fb.h"
@@ -2154,6 +2155,9 @@ static char *ins_graph(void *arg)
 	const tlcm_graph_t *g = s->g;
 	cJSON *j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "graph", g->name);
+	cJSON_AddStringToObject(j, "profile", !g->profiled ? "none"
+				: tlcm_profile_name((tlcm_profile_t)g->profile));
+	cJSON_AddNumberToObject(j, "workers", s->nworkers);
 	cJSON *nodes = cJSON_AddArrayToObject(j, "nodes");
 	for (size_t i = 0; i < s->n; i++) {
 		const tlcm_gnode_t *gn = &g->nodes[i];
@@ -2291,6 +2295,13 @@ size_t tlcm_graph_edges(tlcm_ctx_t *ctx, tlcm_edge_figures_t *out,
 const char *tlcm_graph_name(const tlcm_ctx_t *ctx)
 {
 	return ctx->s->g->name;
+}
+
+const char *tlcm_profile(const tlcm_ctx_t *ctx)
+{
+	const tlcm_graph_t *g = ctx->s->g;
+	return tlcm_profile_name(g->profiled ? (tlcm_profile_t)g->profile
+					     : TLCM_PROFILE_BALANCED);
 }
 
 static char *ins_stats(void *arg)

@@ -5,6 +5,7 @@
  * COMMAND` stay in step with what exists. Exit status: 0 success, 1 the
  * graph or the run failed (with a one-line reason), 2 usage error.
  */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "engine/graph.h"
 #include "engine/log.h"
 #include "engine/outbox.h"
+#include "engine/profile.h"
 #include "engine/sched.h"
 #include "engine/store.h"
 #include "nodes/nodes.h"
@@ -34,15 +36,19 @@ static int cmd_state(int argc, char **argv);
 static int cmd_outbox(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
-int tlcm_cli_model(int argc, char **argv); /* engine/cli/model.c */
-int tlcm_cli_core(int argc, char **argv); /* engine/cli/core.c */
-extern const char tlcm_cli_core_help[];
+/* `model` (engine/cli/model.c) and `core` (engine/cli/core.c) live in
+ * the node groups they use, loaded on demand (nodes/registry.c). */
+static int cli_model(int argc, char **argv);
+static int cli_core(int argc, char **argv);
+int tlcm_cli_discover(int argc, char **argv); /* engine/cli/discover.c */
+extern const char tlcm_cli_discover_help[];
 
 static const command_t commands[] = {
 	{"run", "run a graph file",
 	 "usage: tinylcm run FILE [--set NODE.PARAM=VALUE]... [--duration S]\n"
 	 "                   [--log-level error|warn|info|debug] [--quiet]\n"
 	 "                   [--headless] [--deploy-dir DIR [--grace S]]\n"
+	 "                   [--profile LOW_POWER|BALANCED|HIGH_PERFORMANCE]\n"
 	 "\n"
 	 "Run the graph until every source has finished and everything has\n"
 	 "drained, or until --duration seconds passed, or SIGINT/SIGTERM (which\n"
@@ -50,6 +56,11 @@ static const command_t commands[] = {
 	 "the reason when the graph cannot start or a node fails. Unless\n"
 	 "--headless, the graph serves its introspection endpoint at\n"
 	 "settings.introspect (default http://127.0.0.1:8710).\n"
+	 "\n"
+	 "The hardware profile (docs/profiles.md) is --profile, else\n"
+	 "$TINYLCM_PROFILE, else detected from CPUs, CPU frequency and RAM;\n"
+	 "it scales the defaults of workers, edge capacities, intervals and\n"
+	 "batch sizes that neither the graph file nor --set gives.\n"
 	 "\n"
 	 "With --deploy-dir, graphs deployed from the core are swapped in\n"
 	 "(docs/graphs.md, Deployment): an uploader with deploy_dir: DIR\n"
@@ -65,9 +76,13 @@ static const command_t commands[] = {
 	 "apply to every graph run.\n",
 	 cmd_run},
 	{"check", "validate a graph file without running it",
-	 "usage: tinylcm check FILE [--set NODE.PARAM=VALUE]...\n"
+	 "usage: tinylcm check FILE [--set NODE.PARAM=VALUE]... [--profile P]\n"
+	 "                     [--effective]\n"
 	 "\n"
-	 "Load and validate FILE; print every problem as file:line:col.\n",
+	 "Load and validate FILE; print every problem as file:line:col.\n"
+	 "With --effective, also print every setting, edge capacity and\n"
+	 "parameter as the graph would run, each with where it came from\n"
+	 "(default, profile, file, --set).\n",
 	 cmd_check},
 	{"dot", "print a graph file as Graphviz dot",
 	 "usage: tinylcm dot FILE [--set NODE.PARAM=VALUE]...\n"
@@ -143,9 +158,11 @@ static const command_t commands[] = {
 	 "as the core serves it; verify runs a device's checks on an offer\n"
 	 "and a file (docs/models.md, Signed updates).\n"
 	 "Exits 1 with a message naming the file, tensor or op on failure.\n",
-	 tlcm_cli_model},
+	 cli_model},
 	{"core", "export a core's records as JSON lines",
-	 tlcm_cli_core_help, tlcm_cli_core},
+	 NULL /* tlcm_cli_core_help in the net group */, cli_core},
+	{"discover", "find cores on the LAN (DNS-SD over mDNS)",
+	 tlcm_cli_discover_help, tlcm_cli_discover},
 	{"version", "print the version",
 	 "usage: tinylcm version\n\nPrint the TinyLCM version.\n", cmd_version},
 	{"help", "show help for a command",
@@ -155,6 +172,44 @@ static const command_t commands[] = {
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* Call function sym of node group `group` (exit 1 when it cannot load). */
+static int group_call(const char *group, const char *sym, int argc,
+		      char **argv)
+{
+	void *h = tlcm_nodes_module(group);
+	int (*fn)(int, char **) = NULL;
+	if (h)
+		*(void **)&fn = dlsym(h, sym);
+	if (!fn) {
+		fprintf(stderr, "tinylcm %s: node group '%s' is not available"
+			"\n", argv[0], group);
+		return 1;
+	}
+	return fn(argc, argv);
+}
+
+static int cli_model(int argc, char **argv)
+{
+	return group_call("features", "tlcm_cli_model", argc, argv);
+}
+
+static int cli_core(int argc, char **argv)
+{
+	return group_call("net", "tlcm_cli_core", argc, argv);
+}
+
+static const command_t *find(const char *name);
+
+/* A command's help text (the core's comes from its group). */
+static const char *help_of(const command_t *c)
+{
+	if (c->help)
+		return c->help;
+	void *h = tlcm_nodes_module("net");
+	const char *t = h ? dlsym(h, "tlcm_cli_core_help") : NULL;
+	return t ? t : "tinylcm core: the net node group is not available\n";
+}
 
 static const command_t *find(const char *name)
 {
@@ -187,6 +242,8 @@ typedef struct {
 	double duration;
 	bool quiet;
 	bool headless;
+	bool effective;         /* check --effective */
+	const char *profile;    /* --profile */
 	const char *deploy_dir; /* run --deploy-dir */
 	double grace;           /* run --grace (s); < 0: not given */
 } opts_t;
@@ -240,11 +297,19 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts_t *o,
 					argv[i]);
 				return 2;
 			}
+		} else if (!strcmp(a, "--profile") && i + 1 < argc) {
+			o->profile = argv[++i];
+		} else if (!strcmp(cmd, "check") && !strcmp(a, "--effective")) {
+			o->effective = true;
 		} else if (run && !strcmp(a, "--headless")) {
 			o->headless = true;
 		} else if (run && !strcmp(a, "--quiet")) {
 			o->quiet = true;
 			tlcm_log_level = TLCM_LOG_WARN;
+		} else if (!strcmp(a, "--profile")) {
+			fprintf(stderr, "tinylcm %s: --profile needs LOW_POWER, "
+				"BALANCED or HIGH_PERFORMANCE\n", cmd);
+			return 2;
 		} else if (run && (!strcmp(a, "--duration") ||
 				   !strcmp(a, "--log-level") ||
 				   !strcmp(a, "--deploy-dir") ||
@@ -266,6 +331,11 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts_t *o,
 	if (!o->file) {
 		fprintf(stderr, "tinylcm %s: which graph file? (see tinylcm "
 			"help %s)\n", cmd, cmd);
+		return 2;
+	}
+	char why[200];
+	if (tlcm_profile_select(o->profile, why, sizeof why)) {
+		fprintf(stderr, "tinylcm %s: %s\n", cmd, why);
 		return 2;
 	}
 	if (o->grace >= 0 && !o->deploy_dir) {
@@ -315,6 +385,8 @@ static void show_ok(const opts_t *o, const tlcm_graph_t *g)
 {
 	printf("%s: ok (graph '%s': %zu nodes, %zu edges)\n", o->file,
 	       g->name, g->nnodes, g->nedges);
+	if (o->effective)
+		tlcm_graph_print_effective(g, stdout);
 }
 
 static void show_dot(const opts_t *o, const tlcm_graph_t *g)
@@ -349,7 +421,13 @@ static int run_deployed(const opts_t *o)
 		.grace = o->grace >= 0 ? o->grace : 30,
 		.sets = o->sets, .nsets = o->nsets, .duration = o->duration,
 		.quiet = o->quiet, .headless = o->headless, .reg = &reg};
-	rc = tlcm_cli_deploy_run(&d);
+	/* the runner (engine/cli/deploy.c) lives in the net group, with
+	 * the uploader's deployment files it reads */
+	void *h = tlcm_nodes_module("net");
+	int (*deploy_run)(const tlcm_cli_deploy_opts_t *) = NULL;
+	if (h)
+		*(void **)&deploy_run = dlsym(h, "tlcm_cli_deploy_run");
+	rc = deploy_run ? deploy_run(&d) : 1;
 	tlcm_registry_fini(&reg);
 	return rc;
 }
@@ -368,8 +446,11 @@ static int cmd_run(int argc, char **argv)
 				      .quiet = o.quiet,
 				      .headless = o.headless};
 		tlcm_run_result_t res;
-		tlcm_info(g->name, "running %s (%zu nodes, %zu edges)", o.file,
-			  g->nnodes, g->nedges);
+		char prof[256];
+		tlcm_profile_describe(prof, sizeof prof);
+		tlcm_info(g->name, "running %s (%zu nodes, %zu edges%s; "
+			  "profile %s)", o.file, g->nnodes, g->nedges,
+			  o.headless ? ", headless" : "", prof);
 		int st = tlcm_graph_run(g, &ro, &res);
 		if (st) {
 			fprintf(stderr, "tinylcm: graph '%s' failed: %s\n",
@@ -447,6 +528,7 @@ static int cmd_nodes(int argc, char **argv)
 		} else {
 			const char *cands[256];
 			size_t n = 0;
+			tlcm_nodes_load_all(&reg);
 			for (size_t i = 0; i < reg.n && n < 256; i++)
 				cands[n++] = reg.types[i]->name;
 			const char *s = tlcm_suggest(argv[1], cands, n);
@@ -456,6 +538,8 @@ static int cmd_nodes(int argc, char **argv)
 			rc = 1;
 		}
 	} else {
+		if (tlcm_nodes_load_all(&reg))
+			rc = 1; /* listed what there is; the log says why */
 		for (size_t i = 0; i < reg.n; i++)
 			printf("%-12s %s\n", reg.types[i]->name,
 			       reg.types[i]->doc ? reg.types[i]->doc : "");
@@ -748,7 +832,7 @@ static int cmd_help(int argc, char **argv)
 			argv[1]);
 		return 2;
 	}
-	fputs(c->help, stdout);
+	fputs(help_of(c), stdout);
 	return 0;
 }
 
@@ -771,7 +855,7 @@ int main(int argc, char **argv)
 	}
 	for (int i = 2; i < argc; i++)
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			fputs(c->help, stdout);
+			fputs(help_of(c), stdout);
 			return 0;
 		}
 	return c->run(argc - 1, argv + 1);

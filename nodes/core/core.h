@@ -188,6 +188,7 @@ struct core {
 void core_ping(core_req_t *r);
 void core_register(core_req_t *r);
 void core_devices_list(core_req_t *r);
+void core_satellites_list(core_req_t *r); /* satellites.c (nodes/link) */
 void core_device_get(core_req_t *r);
 void core_packages_post(core_req_t *r);
 void core_packages_list(core_req_t *r);

@@ -331,6 +331,7 @@ static const route_t routes[] = {
 	{"GET", "/api/v1/ping", core_ping},
 	{"POST", "/api/v1/devices/register", core_register},
 	{"GET", "/api/v1/devices", core_devices_list},
+	{"GET", "/api/v1/satellites", core_satellites_list},
 	{"GET", "/api/v1/devices/{}", core_device_get},
 	{"GET", "/api/v1/devices/{}/feedback", core_feedback_get},
 	{"POST", "/api/v1/devices/{}/feedback/ack", core_feedback_ack},

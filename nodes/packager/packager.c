@@ -216,7 +216,7 @@ static const tlcm_param_desc_t params[] = {
 	 "operational_logs=3,prediction_images=4", "kind = priority (1 most "
 	 "important; kinds not listed: 4)", 0, 0, NULL, 0},
 	{"batch_count", TLCM_P_INT, "100", "items per package at most", 1,
-	 1000000, NULL, 0},
+	 1000000, NULL, TLCM_PARAM_BATCH},
 	{"batch_bytes", TLCM_P_SIZE, "256KiB", "a package closes when its "
 	 "items and attachments reach this many bytes (before compression)",
 	 256, 64 << 20, NULL, 0},

@@ -45,7 +45,7 @@ static const tlcm_port_desc_t outputs[] = {
 
 static const tlcm_param_desc_t params[] = {
 	{"interval", TLCM_P_DURATION, "10s", "time between reports", 1000000,
-	 86400e9, NULL, 0},
+	 86400e9, NULL, TLCM_PARAM_PERIOD},
 	{"include", TLCM_P_LIST, "graph,process,nodes,edges,outbox", "what "
 	 "to report: graph, process, nodes, edges, outbox", 0, 0, NULL, 0},
 	{"extra", TLCM_P_LIST, "", "fixed entries \"key=value\" (a number "

@@ -40,6 +40,11 @@ tlcm_find_lib(jpeg        jpeglib.h           jpeg         libjpeg62-turbo-dev)
 # the core checks its TLS certificate and key as NNG's TLS engine reads them
 tlcm_find_lib(mbedx509    mbedtls/x509_crt.h  mbedx509     libmbedtls-dev)
 tlcm_find_lib(mbedcrypto  mbedtls/pk.h        mbedcrypto   libmbedtls-dev)
+# discovery: DNS-SD over mDNS through avahi-daemon
+tlcm_find_lib(avahiclient avahi-client/client.h avahi-client libavahi-client-dev)
+tlcm_find_lib(avahicommon avahi-common/error.h  avahi-common libavahi-client-dev)
+# sensor.modbus: Modbus TCP register polling (and its test server)
+tlcm_find_lib(modbus      modbus/modbus.h     modbus       libmodbus-dev)
 
 find_program(FLATC flatc)
 if(NOT FLATC)
