@@ -2618,10 +2618,21 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 	sched_t *s = calloc(1, sizeof *s);
 	if (!s)
 		return TLCM_ENOMEM;
+
 	int rc = setup(s, g);
 	/* before any thread of ours exists: see zygote_main */
 	if (!rc)
 		rc = zygotes_start(s, res->why, sizeof res->why);
+	/* from here on (the zygotes forked with the default actions): a
+	 * SIGINT while the store opens and the nodes start is a stop request
+	 * like any other, not the default death */
+	struct sigaction sa = {0}, old_int, old_term;
+	if (o && o->handle_signals) {
+		sa.sa_handler = on_signal;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, &old_int);
+		sigaction(SIGTERM, &sa, &old_term);
+	}
 	if (!rc && g->store) {
 		tlcm_store_opts_t so = {.sync = (tlcm_sync_t)g->sync,
 					.sync_interval = g->sync_interval,
@@ -2664,16 +2675,13 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 		tlcm_store_close(s->store);
 		teardown(s);
 		free(s);
+		if (o && o->handle_signals) {
+			sigaction(SIGINT, &old_int, NULL);
+			sigaction(SIGTERM, &old_term, NULL);
+		}
 		return rc;
 	}
 
-	struct sigaction sa = {0}, old_int, old_term;
-	if (o && o->handle_signals) {
-		sa.sa_handler = on_signal;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGINT, &sa, &old_int);
-		sigaction(SIGTERM, &sa, &old_term);
-	}
 	uint64_t t0 = tlcm_now_ns();
 	s->t0 = t0;
 	const char *url = g->introspect ? g->introspect : TLCM_INTROSPECT_DEFAULT;
