@@ -136,7 +136,7 @@ static int run_link(const char *dir, tlcm_sync_t sync, uint64_t per_sat,
 	link_receiver_cfg_t rc = {
 		.log_id = "core", .url = "tcp://127.0.0.1:0",
 		.max_frame = 16 << 20, .hello_ns = 10000000000u,
-		.idle_ns = 60000000000u, .max_pending = 2 << 20, .store = cs,
+		.idle_ns = 60000000000u, .max_pending = 64 << 20, .store = cs,
 		.family = "link.rx/bench"};
 	link_receiver_t *r;
 	if (link_receiver_new(&r, &rc, why, sizeof why)) {
