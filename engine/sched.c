@@ -2640,6 +2640,21 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 					.fresh = g->fresh_store};
 		char why[400];
 		rc = tlcm_store_open(&s->store, g->store, &so, why, sizeof why);
+		/* standby: wait for the holder of the store's lock to go */
+		for (bool said = false; rc == TLCM_EBUSY && o && o->standby &&
+		     (unsigned)atomic_load(&stop_signals) == stops0;) {
+			if (!said)
+				tlcm_info(g->name, "standby: %s; waiting to "
+					  "take over", why);
+			said = true;
+			struct timespec ts = {0, 100000000};
+			nanosleep(&ts, NULL);
+			rc = tlcm_store_open(&s->store, g->store, &so, why,
+					     sizeof why);
+			if (!rc)
+				tlcm_info(g->name, "standby: store %s is ours "
+					  "now: taking over", g->store);
+		}
 		if (rc)
 			snprintf(res->why, sizeof res->why, "%s", why);
 	}

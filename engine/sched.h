@@ -45,6 +45,10 @@ typedef struct tlcm_run_opts {
 	bool handle_signals; /* SIGINT/SIGTERM drain; a second one aborts */
 	bool quiet;          /* no end-of-run summary */
 	bool headless;       /* no introspection endpoint */
+	bool standby;        /* the store is in use (another process holds
+				its lock): wait until it is free, then run
+				(a standby core taking over a primary's
+				store, docs/link.md) */
 	tlcm_run_watch_fn watch; /* NULL: none */
 	void *watch_arg;
 } tlcm_run_opts_t;

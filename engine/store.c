@@ -50,6 +50,7 @@ struct tlcm_store {
 	tlcm_store_opts_t o;
 	rocksdb_t *db;
 	rocksdb_options_t *dbopts;
+	rocksdb_options_t *lopts; /* satellite link queues (link_family) */
 	rocksdb_writeoptions_t *wopts;
 	rocksdb_readoptions_t *ropts;
 	pthread_mutex_t mu; /* families, version allocation */
@@ -172,6 +173,22 @@ static int open_store(tlcm_store_t **out, const char *path,
 #define QUEUE_HINT "memtable_insert_with_hint_prefix_extractor=" \
 		   "rocksdb.FixedPrefix.3"
 
+/* The satellite link's queues (nodes/link: link.tx/<node> on a satellite,
+ * link.rx/<node> on the core) hold each batch for a moment: put, then
+ * deleted once acknowledged or delivered. The queue options (no
+ * compression, the insert hint) with a small memtable: the put and its
+ * delete usually meet in one memtable, so a flush writes only
+ * tombstones; the memtable's pages are reused from one to the next
+ * instead of page-faulted in fresh for every batch (the default 64 MiB
+ * memtable touches new memory until it first fills); and a satellite's
+ * memory stays small. */
+#define LINK_WRITE_BUFFER (4u << 20)
+
+static bool link_family(const char *name)
+{
+	return !strncmp(name, "link.tx/", 8) || !strncmp(name, "link.rx/", 8);
+}
+
 /* A memtable copies every value into 1 MiB blocks from malloc and frees
  * them whole after its flush. By default glibc serves such blocks with
  * fresh mmaps until its dynamic threshold has risen, and gives freed heap
@@ -255,6 +272,16 @@ int tlcm_store_open(tlcm_store_t **out, const char *path,
 	return open_store(out, path, &plain, why, whylen);
 }
 
+/* A file RocksDB writes while it creates a database, before CURRENT. */
+static bool creation_leftover(const char *name)
+{
+	size_t n = strlen(name);
+	return !strcmp(name, "LOCK") || !strcmp(name, "IDENTITY") ||
+	       !strncmp(name, "LOG", 3) || !strncmp(name, "MANIFEST-", 9) ||
+	       !strncmp(name, "OPTIONS-", 8) ||
+	       (n > 6 && !strcmp(name + n - 6, ".dbtmp"));
+}
+
 static int open_store(tlcm_store_t **out, const char *path,
 		      const tlcm_store_opts_t *o, char *why, size_t whylen)
 {
@@ -276,12 +303,17 @@ static int open_store(tlcm_store_t **out, const char *path,
 		return TLCM_ENOENT;
 	}
 	if (exists && !has_file(path, "CURRENT")) {
-		/* an empty directory may become a store; anything else not */
+		/* An empty directory may become a store, and so may one that
+		 * holds only what RocksDB writes while it creates a database
+		 * before CURRENT (a creation killed half-way: no database was
+		 * ever committed, so nothing in it was acknowledged);
+		 * anything else not. */
 		bool empty = true;
 		DIR *d = opendir(path);
 		struct dirent *de;
 		while (d && (de = readdir(d)))
-			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+			    !creation_leftover(de->d_name))
 				empty = false;
 		if (d)
 			closedir(d);
@@ -367,12 +399,15 @@ static int open_store(tlcm_store_t **out, const char *path,
 		qopts = rocksdb_options_create_copy(s->dbopts);
 	}
 	rocksdb_options_set_compression(qopts, rocksdb_no_compression);
+	s->lopts = rocksdb_options_create_copy(qopts);
+	rocksdb_options_set_write_buffer_size(s->lopts, LINK_WRITE_BUFFER);
 	rocksdb_options_set_write_buffer_size(qopts, QUEUE_WRITE_BUFFER);
 	const rocksdb_options_t **cfo = calloc(s->ncf, sizeof *cfo);
 	for (size_t i = 0; i < s->ncf; i++) {
 		bool queue = !strcmp(s->names[i], "outbox") ||
 			     !strcmp(s->names[i], "deadletter");
-		cfo[i] = queue ? qopts : s->dbopts;
+		cfo[i] = queue ? qopts : link_family(s->names[i]) ? s->lopts
+								: s->dbopts;
 	}
 	if (opt.read_only)
 		s->db = rocksdb_open_for_read_only_column_families(
@@ -452,6 +487,8 @@ void tlcm_store_close(tlcm_store_t *s)
 		rocksdb_close(s->db);
 	if (s->dbopts)
 		rocksdb_options_destroy(s->dbopts);
+	if (s->lopts)
+		rocksdb_options_destroy(s->lopts);
 	if (s->wopts)
 		rocksdb_writeoptions_destroy(s->wopts);
 	if (s->ropts)
@@ -489,7 +526,8 @@ static rocksdb_column_family_handle_t *family(tlcm_store_t *s,
 		return NULL;
 	char *err = NULL;
 	rocksdb_column_family_handle_t *h =
-		rocksdb_create_column_family(s->db, s->dbopts, name, &err);
+		rocksdb_create_column_family(s->db, link_family(name) ?
+					     s->lopts : s->dbopts, name, &err);
 	if (err) {
 		tlcm_error("store", "cannot create family %s in %s: %s", name,
 			   s->path, err);

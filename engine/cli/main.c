@@ -48,6 +48,7 @@ static const command_t commands[] = {
 	 "usage: tinylcm run FILE [--set NODE.PARAM=VALUE]... [--duration S]\n"
 	 "                   [--log-level error|warn|info|debug] [--quiet]\n"
 	 "                   [--headless] [--deploy-dir DIR [--grace S]]\n"
+	 "                   [--standby]\n"
 	 "                   [--profile LOW_POWER|BALANCED|HIGH_PERFORMANCE]\n"
 	 "\n"
 	 "Run the graph until every source has finished and everything has\n"
@@ -73,7 +74,13 @@ static const command_t commands[] = {
 	 "graph; healthy, it becomes DIR/current.yaml, which later runs start\n"
 	 "instead of FILE. Outcomes (applied, rolled_back, invalid) go to\n"
 	 "DIR/outcomes for the uploader to report. --set and --duration\n"
-	 "apply to every graph run.\n",
+	 "apply to every graph run.\n"
+	 "\n"
+	 "With --standby, a graph whose store is in use by another process\n"
+	 "waits (checking every 0.1 s) until that process is gone and then\n"
+	 "runs on the same store: a standby core taking over a primary's\n"
+	 "store, its link.rx marks and its consumers' records included\n"
+	 "(docs/link.md, Core failover). Not with --deploy-dir.\n",
 	 cmd_run},
 	{"check", "validate a graph file without running it",
 	 "usage: tinylcm check FILE [--set NODE.PARAM=VALUE]... [--profile P]\n"
@@ -242,6 +249,7 @@ typedef struct {
 	double duration;
 	bool quiet;
 	bool headless;
+	bool standby;          /* run --standby */
 	bool effective;         /* check --effective */
 	const char *profile;    /* --profile */
 	const char *deploy_dir; /* run --deploy-dir */
@@ -303,6 +311,8 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts_t *o,
 			o->effective = true;
 		} else if (run && !strcmp(a, "--headless")) {
 			o->headless = true;
+		} else if (run && !strcmp(a, "--standby")) {
+			o->standby = true;
 		} else if (run && !strcmp(a, "--quiet")) {
 			o->quiet = true;
 			tlcm_log_level = TLCM_LOG_WARN;
@@ -341,6 +351,11 @@ static int parse_opts(const char *cmd, int argc, char **argv, opts_t *o,
 	if (o->grace >= 0 && !o->deploy_dir) {
 		fprintf(stderr, "tinylcm %s: --grace goes with --deploy-dir\n",
 			cmd);
+		return 2;
+	}
+	if (o->standby && o->deploy_dir) {
+		fprintf(stderr, "tinylcm %s: --standby does not go with "
+			"--deploy-dir\n", cmd);
 		return 2;
 	}
 	return 0;
@@ -444,7 +459,8 @@ static int cmd_run(int argc, char **argv)
 		tlcm_run_opts_t ro = {.duration_s = o.duration,
 				      .handle_signals = true,
 				      .quiet = o.quiet,
-				      .headless = o.headless};
+				      .headless = o.headless,
+				      .standby = o.standby};
 		tlcm_run_result_t res;
 		char prof[256];
 		tlcm_profile_describe(prof, sizeof prof);

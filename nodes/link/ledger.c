@@ -9,6 +9,8 @@
  * any crash the ledger holds every message once, in arrival order. At
  * end of stream it writes them as JSON to `report`:
  * {"satellites":{"ID":{"count":N,"replays":R,"seqs":[...]}}}.
+ * Without `report` the values are only counted in memory (a long-running
+ * core, graphs/core.yaml), not kept.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -34,6 +36,7 @@ typedef struct {
 	lsat_t *s;
 	size_t n, cap;
 	uint64_t bad;
+	bool count_only; /* no report: count the values, keep none */
 } ledger_t;
 
 static const tlcm_port_desc_t inputs[] = {
@@ -82,8 +85,12 @@ static lsat_t *find(ledger_t *l, const char *id, size_t il)
 	return s;
 }
 
-static int add_val(lsat_t *s, uint64_t v)
+static int add_val(lsat_t *s, uint64_t v, bool count_only)
 {
+	if (count_only) {
+		s->n++;
+		return 0;
+	}
 	if (s->n == s->cap) {
 		size_t nc = s->cap ? s->cap * 2 : 1024;
 		uint64_t *nv = realloc(s->vals, nc * sizeof *nv);
@@ -111,7 +118,8 @@ static int load(void *arg, const void *key, size_t klen, const void *val,
 	}
 	if (k[0] == 'e' && vlen == 8 && klen > 11) {
 		lsat_t *s = find(l, k + 2, klen - 11);
-		return s ? add_val(s, get_be64(val)) : TLCM_ENOMEM;
+		return s ? add_val(s, get_be64(val), l->count_only)
+			 : TLCM_ENOMEM;
 	}
 	return TLCM_ECORRUPT;
 }
@@ -119,6 +127,7 @@ static int load(void *arg, const void *key, size_t klen, const void *val,
 static int init(tlcm_ctx_t *ctx, void *st)
 {
 	ledger_t *l = st;
+	l->count_only = !*tlcm_param_str(ctx, "report");
 	int rc = tlcm_records_scan(ctx, "h/", load, l);
 	if (!rc)
 		rc = tlcm_records_scan(ctx, "e/", load, l);
@@ -181,7 +190,7 @@ static int process(tlcm_ctx_t *ctx, void *st, int port, const tlcm_msg_t *m)
 		return rc;
 	s->seq = seq;
 	s->idx = idx;
-	return add_val(s, v);
+	return add_val(s, v, l->count_only);
 }
 
 static int eos(tlcm_ctx_t *ctx, void *st)

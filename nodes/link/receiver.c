@@ -41,6 +41,7 @@ struct conn {
 	sat_t *sat;
 	atomic_bool done;
 	conn_t *next;
+	conn_t *held_next;           /* in r->held, waiting for its turn */
 };
 
 struct link_receiver {
@@ -55,6 +56,7 @@ struct link_receiver {
 	sat_t **sats;
 	size_t nsats, capsats;
 	conn_t *conns;
+	conn_t *held;                /* held back, first come first served */
 	link_rx_batch_t *head, *tail;   /* stored, not taken */
 	link_rx_batch_t *taken, *taken_tail;
 	size_t pending_bytes, npending, ntaken;
@@ -65,6 +67,13 @@ static uint64_t wall_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -273,6 +282,61 @@ static int store_batch(link_receiver_t *r, sat_t *s, uint64_t seq,
 	return 0;
 }
 
+/* Back-pressure (r->mu held): while more than max_pending bytes wait for
+ * delivery, connections stop reading, queued in r->held so that each gets
+ * its turn as room frees (none starves). A connection held back
+ * acknowledges again every LINK_HOLD_ACK_NS: its satellite, hearing the
+ * core, waits instead of timing out and reconnecting. false: end the
+ * connection (closed, or the keep-alive ack failed). */
+static bool hold_back(link_receiver_t *r, conn_t *c, nng_aio *aio,
+		      tlcm_fbb_t *b)
+{
+	if (!r->held && r->pending_bytes <= r->cfg.max_pending)
+		return true;
+	conn_t **pp = &r->held;
+	while (*pp)
+		pp = &(*pp)->held_next;
+	*pp = c;
+	c->held_next = NULL;
+	uint64_t next_ack = mono_ns() + LINK_HOLD_ACK_NS;
+	bool ok = true;
+	while (r->held != c || r->pending_bytes > r->cfg.max_pending) {
+		if (r->closed || atomic_load(&c->done)) {
+			ok = false;
+			break;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+		if (mono_ns() < next_ack)
+			continue;
+		pthread_mutex_unlock(&r->mu);
+		pthread_mutex_lock(&c->sat->mu);
+		uint64_t hw = c->sat->hw;
+		pthread_mutex_unlock(&c->sat->mu);
+		const void *fr;
+		size_t fl;
+		ok = !link_build_ack(b, hw, &fr, &fl) &&
+		     !link_write(c->st, aio, fr, fl, ms(r->cfg.idle_ns));
+		pthread_mutex_lock(&r->mu);
+		if (!ok)
+			break;
+		next_ack = mono_ns() + LINK_HOLD_ACK_NS;
+	}
+	for (pp = &r->held; *pp; pp = &(*pp)->held_next)
+		if (*pp == c) {
+			*pp = c->held_next;
+			break;
+		}
+	pthread_cond_broadcast(&r->cv); /* the next one's turn */
+	return ok;
+}
+
 static void *conn_main(void *p)
 {
 	conn_t *c = p;
@@ -369,18 +433,10 @@ static void *conn_main(void *p)
 	for (;;) {
 		/* back-pressure: stop reading while delivery lags */
 		pthread_mutex_lock(&r->mu);
-		while (r->pending_bytes > r->cfg.max_pending && !r->closed &&
-		       !atomic_load(&c->done)) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 50000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
-			pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-		}
+		bool go_on = hold_back(r, c, aio, &b);
 		pthread_mutex_unlock(&r->mu);
+		if (!go_on)
+			break;
 		rc = link_read_frame(c->st, aio, &buf, &cap, &len,
 				     r->cfg.max_frame, ms(r->cfg.idle_ns),
 				     why, sizeof why);

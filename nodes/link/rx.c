@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/log.h"
 #include "engine/node.h"
@@ -166,6 +167,43 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 	return 0;
 }
 
+/* The graph stops (rx is a source: the engine finishes it at once): take
+ * no more connections and emit every batch already stored, so what was
+ * acknowledged reaches this run's consumers. Batches emitted here are
+ * marked delivered only once the consumers took them (tick); if the stop
+ * comes first they are emitted again at the next start, with the same
+ * ids (link.ledger skips them). Bounded by DRAIN_NS. */
+#define DRAIN_NS (30 * 1000000000ull)
+static int eos(tlcm_ctx_t *ctx, void *st)
+{
+	rx_t *x = st;
+	if (!x->closing) {
+		x->closing = true;
+		link_receiver_close_net(x->r);
+	}
+	uint64_t t0 = tlcm_now_ns();
+	for (;;) {
+		int rc = tick(ctx, x, tlcm_now_ns());
+		if (rc == TLCM_ECLOSED)
+			return 0;
+		if (rc && rc != TLCM_EAGAIN)
+			return rc;
+		link_receiver_stats_t rs;
+		link_receiver_stats(x->r, &rs);
+		if (!rs.pending)
+			return 0;
+		if (tlcm_now_ns() - t0 > DRAIN_NS) {
+			tlcm_node_log(ctx, TLCM_LOG_WARN, "stopping: %" PRIu64
+				      " stored batches not emitted in time; "
+				      "they are emitted at the next start",
+				      rs.pending);
+			return 0;
+		}
+		if (rc == TLCM_EAGAIN)
+			usleep(1000);
+	}
+}
+
 static void fini(tlcm_ctx_t *ctx, void *st)
 {
 	rx_t *x = st;
@@ -250,6 +288,7 @@ const tlcm_node_type_t tlcm_node_link_rx = {
 	.state_size = sizeof(rx_t),
 	.init = init,
 	.tick = tick,
+	.eos = eos,
 	.describe = describe,
 	.fini = fini,
 };

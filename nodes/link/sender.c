@@ -21,6 +21,7 @@ struct link_sender {
 	bool stop;
 	nng_stream *cur;            /* the live connection, under mu */
 	atomic_bool dead;           /* the reader saw the connection end */
+	atomic_uint_fast64_t heard; /* mono_ns of the core's last frame */
 	link_sender_stats_t st;     /* under mu */
 	uint64_t start_ns;
 	unsigned rnd;
@@ -107,6 +108,7 @@ static void *reader(void *p)
 		}
 		tlcm_LinkFrame_table_t f = tlcm_LinkFrame_as_root(buf +
 								   LINK_BODY);
+		atomic_store(&s->heard, mono_ns());
 		if (k == LINK_F_ACK) {
 			uint64_t seq = tlcm_LinkAck_seq(tlcm_LinkFrame_ack(f));
 			rc = link_txq_ack(s->cfg.q, seq);
@@ -217,6 +219,30 @@ static int greet(link_sender_t *s, nng_stream *st, nng_aio *aio,
 	return rc;
 }
 
+/* Write a frame. A write that makes no progress for the timeout fails
+ * only when the core has been silent as long (at least LINK_QUIET_MIN_NS):
+ * a core holding the link back (back-pressure) keeps acknowledging, and
+ * then the satellite waits instead of reconnecting. */
+static int send_frame(link_sender_t *s, nng_stream *st, nng_aio *aio,
+		      const void *fr, size_t len)
+{
+	uint64_t quiet = s->cfg.timeout_ns > LINK_QUIET_MIN_NS
+				 ? s->cfg.timeout_ns : LINK_QUIET_MIN_NS;
+	size_t at = 0;
+	for (;;) {
+		size_t done;
+		int rc = link_write_some(st, aio, (const uint8_t *)fr + at,
+					 len - at, ms(s->cfg.timeout_ns), &done);
+		at += done;
+		if (rc != TLCM_ETIMEDOUT)
+			return rc; /* written, or the connection failed */
+		if (stopping(s) || atomic_load(&s->dead))
+			return TLCM_ECLOSED;
+		if (!done && mono_ns() - atomic_load(&s->heard) >= quiet)
+			return rc;
+	}
+}
+
 static void session(link_sender_t *s, size_t ui, nng_stream *st,
 		    uint64_t *backoff)
 {
@@ -247,6 +273,7 @@ static void session(link_sender_t *s, size_t ui, nng_stream *st,
 		  "%llu, %llu queued to send", url, (unsigned long long)have,
 		  (unsigned long long)qs.depth);
 	atomic_store(&s->dead, false);
+	atomic_store(&s->heard, mono_ns());
 	pthread_mutex_lock(&s->mu);
 	s->cur = st;
 	s->st.connected = true;
@@ -269,8 +296,7 @@ static void session(link_sender_t *s, size_t ui, nng_stream *st,
 			wait = next_health - now;
 		rc = link_txq_next(s->cfg.q, sent, wait, &seq, &fr, &len);
 		if (!rc) {
-			rc = link_write(st, aio, fr, len,
-					ms(s->cfg.timeout_ns));
+			rc = send_frame(s, st, aio, fr, len);
 			free(fr);
 			if (rc)
 				break;
@@ -294,8 +320,7 @@ static void session(link_sender_t *s, size_t ui, nng_stream *st,
 					      qs.dropped, nsent,
 					      (now - s->start_ns) / 1000000000u,
 					      &hf, &hl) ||
-			    link_write(st, aio, hf, hl,
-				       ms(s->cfg.timeout_ns)))
+			    send_frame(s, st, aio, hf, hl))
 				break;
 			next_health = now + s->cfg.health_ns;
 		}
@@ -332,10 +357,21 @@ static void *run(void *p)
 		char why[256];
 		if (dial(s, ui, &st, why, sizeof why) == 0) {
 			streak = 0;
+			pthread_mutex_lock(&s->mu);
+			uint64_t c0 = s->st.connects;
+			pthread_mutex_unlock(&s->mu);
 			session(s, ui, st, &backoff);
 			nng_stream_free(st);
 			if (stopping(s))
 				break;
+			/* connected but no hello answered (a proxy in front of
+			 * a dead core, a half-open peer): fail over as after a
+			 * failed connect */
+			pthread_mutex_lock(&s->mu);
+			bool greeted = s->st.connects != c0;
+			pthread_mutex_unlock(&s->mu);
+			if (!greeted && s->cfg.nurls > 1)
+				ui = (ui + 1) % s->cfg.nurls;
 		} else {
 			pthread_mutex_lock(&s->mu);
 			s->st.failures++;

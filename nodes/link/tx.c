@@ -20,6 +20,7 @@
 #include "engine/log.h"
 #include "engine/node.h"
 #include "engine/store.h"
+#include "nodes/discovery/discover.h"
 #include "nodes/link/link.h"
 #include "nodes/link/sender.h"
 #include "nodes/link/txq.h"
@@ -46,9 +47,15 @@ static const tlcm_port_desc_t inputs[] = {
 };
 
 static const tlcm_param_desc_t params[] = {
-	{"cores", TLCM_P_LIST, NULL, "core URLs in order of preference: "
+	{"cores", TLCM_P_LIST, "", "core URLs in order of preference: "
 	 "tcp://host:port, tls+tcp://host:port, ipc:///path; on a failed "
-	 "connect the next is tried", 0, 0, NULL, 0},
+	 "connect the next is tried (required unless discover)", 0, 0, NULL,
+	 0},
+	{"discover", TLCM_P_BOOL, "false", "at start, browse for cores via "
+	 "mDNS (_tinylcm._tcp, docs/discovery.md): the ones found, best "
+	 "first, go before `cores`", 0, 0, NULL, 0},
+	{"discover_timeout", TLCM_P_DURATION, "2s", "how long to browse at "
+	 "most", 1e7, 6e10, NULL, 0},
 	{"satellite", TLCM_P_STRING, "", "this satellite's id, 1..64 of "
 	 "[A-Za-z0-9._-] (default: the host name)", 0, 0, NULL, 0},
 	{"tag", TLCM_P_STRING, "", "tag of the carried messages (the core "
@@ -238,6 +245,44 @@ static void fini(tlcm_ctx_t *ctx, void *st)
 	memset(t, 0, sizeof *t);
 }
 
+#define TX_DISC_MAX 8
+
+/* discover: the cores found via mDNS (best first), then the static ones
+ * not among them; without mDNS results, the static ones. The URLs point
+ * into found[] and the params. */
+static int discover_cores(tlcm_ctx_t *ctx, const char *const *urls,
+			  size_t nurls, tlcm_disc_core_t *found,
+			  const char **out, size_t *nout)
+{
+	char why[256];
+	size_t n = 0;
+	tlcm_disc_opts_t o = {
+		.timeout_ns = tlcm_param_duration_ns(ctx, "discover_timeout"),
+		.fallback = urls, .nfallback = nurls,
+	};
+	int rc = tlcm_discover(&o, found, TX_DISC_MAX, &n, why, sizeof why);
+	if (rc) {
+		tlcm_node_log(ctx, TLCM_LOG_ERROR, "discover: %s%s", why,
+			      rc == TLCM_ENOENT ? " (and `cores` is empty)"
+						: "");
+		return rc == TLCM_ENOENT ? TLCM_EINVAL : rc;
+	}
+	*nout = 0;
+	for (size_t i = 0; i < n; i++)
+		out[(*nout)++] = found[i].url;
+	for (size_t i = 0; n && found[0].source == TLCM_DISC_MDNS &&
+	     i < nurls; i++) {
+		bool dup = false;
+		for (size_t j = 0; j < n; j++)
+			dup |= !strcmp(found[j].url, urls[i]);
+		if (!dup)
+			out[(*nout)++] = urls[i];
+	}
+	tlcm_node_log(ctx, TLCM_LOG_INFO, "discover: %s; first core %s (%zu "
+		      "in all)", why, out[0], *nout);
+	return 0;
+}
+
 static int init(tlcm_ctx_t *ctx, void *st)
 {
 	tx_t *t = st;
@@ -297,6 +342,27 @@ static int init(tlcm_ctx_t *ctx, void *st)
 	t->b_ok = true;
 	const char *const *urls;
 	size_t nurls = tlcm_param_list(ctx, "cores", &urls);
+	tlcm_disc_core_t *found = NULL;
+	const char **durls = NULL;
+	if (tlcm_param_bool(ctx, "discover")) {
+		found = calloc(TX_DISC_MAX, sizeof *found);
+		durls = calloc(TX_DISC_MAX + nurls, sizeof *durls);
+		rc = found && durls ? discover_cores(ctx, urls, nurls, found,
+						     durls, &nurls)
+				    : TLCM_ENOMEM;
+		if (rc) {
+			free(found);
+			free(durls);
+			fini(ctx, t);
+			return rc;
+		}
+		urls = durls;
+	} else if (!nurls) {
+		tlcm_node_log(ctx, TLCM_LOG_ERROR, "cores: give at least one "
+			      "core URL, or discover: true");
+		fini(ctx, t);
+		return TLCM_EINVAL;
+	}
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
 	link_sender_cfg_t sc = {
@@ -321,6 +387,8 @@ static int init(tlcm_ctx_t *ctx, void *st)
 		.q = t->q,
 	};
 	rc = link_sender_new(&t->snd, &sc, why, sizeof why);
+	free(found); /* the sender keeps copies of the URLs */
+	free(durls);
 	if (rc) {
 		tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s", why);
 		fini(ctx, t);

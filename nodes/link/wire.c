@@ -294,9 +294,10 @@ static int io_err(int rv)
 }
 
 static int xfer(nng_stream *s, nng_aio *aio, void *buf, size_t len,
-		int timeout_ms, bool wr)
+		int timeout_ms, bool wr, size_t *done)
 {
 	uint8_t *p = buf;
+	*done = 0;
 	while (len) {
 		nng_iov iov = {.iov_buf = p, .iov_len = len};
 		nng_aio_set_iov(aio, 1, &iov);
@@ -315,6 +316,7 @@ static int xfer(nng_stream *s, nng_aio *aio, void *buf, size_t len,
 			return TLCM_ECLOSED;
 		p += n;
 		len -= n;
+		*done += n;
 	}
 	return 0;
 }
@@ -322,13 +324,21 @@ static int xfer(nng_stream *s, nng_aio *aio, void *buf, size_t len,
 int link_write(nng_stream *s, nng_aio *aio, const void *buf, size_t len,
 	       int timeout_ms)
 {
-	return xfer(s, aio, (void *)buf, len, timeout_ms, true);
+	size_t done;
+	return xfer(s, aio, (void *)buf, len, timeout_ms, true, &done);
+}
+
+int link_write_some(nng_stream *s, nng_aio *aio, const void *buf,
+		    size_t len, int timeout_ms, size_t *done)
+{
+	return xfer(s, aio, (void *)buf, len, timeout_ms, true, done);
 }
 
 int link_read(nng_stream *s, nng_aio *aio, void *buf, size_t len,
 	      int timeout_ms)
 {
-	return xfer(s, aio, buf, len, timeout_ms, false);
+	size_t done;
+	return xfer(s, aio, buf, len, timeout_ms, false, &done);
 }
 
 int link_read_frame(nng_stream *s, nng_aio *aio, uint8_t **buf, size_t *cap,

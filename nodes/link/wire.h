@@ -26,6 +26,12 @@
 /* Frames are kept with their size prefix, in malloc'd memory: the body
  * starts LINK_BODY bytes in, aligned as the builder laid it out. */
 #define LINK_BODY 4
+/* Back-pressure keeps the link: a core that holds a connection back
+ * (max_pending) acknowledges again every LINK_HOLD_ACK_NS, and a
+ * satellite gives up on a write that makes no progress only when it has
+ * not heard from the core for its timeout, at least LINK_QUIET_MIN_NS. */
+#define LINK_HOLD_ACK_NS 250000000ull
+#define LINK_QUIET_MIN_NS 1000000000ull
 
 typedef enum {
 	LINK_F_HELLO = 1,
@@ -82,6 +88,10 @@ int link_tls_config(const char *url, bool server, const link_tls_t *t,
  * TLCM_ETIMEDOUT, TLCM_ECLOSED (peer closed or stream closed), TLCM_EIO. */
 int link_write(nng_stream *s, nng_aio *aio, const void *buf, size_t len,
 	       int timeout_ms);
+/* link_write that also says how many bytes went out (*done), when it
+ * fails too: a timed-out write resumes at buf + *done. */
+int link_write_some(nng_stream *s, nng_aio *aio, const void *buf,
+		    size_t len, int timeout_ms, size_t *done);
 int link_read(nng_stream *s, nng_aio *aio, void *buf, size_t len,
 	      int timeout_ms);
 

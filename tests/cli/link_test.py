@@ -186,7 +186,8 @@ def scenario_kills(tl, rounds):
         replays = sum(s["replays"] for s in rep["satellites"].values())
         print(f"replays skipped by the ledger: {replays}")
         if failures:
-            os.system(f"tail -n 30 {d}/core.log {d}/sat0.log")
+            os.system(f"tail -n 30 {d}/core.log {d}/sat*.log; grep -h -A24 "
+                      f"'WARNING: ThreadSanitizer' {d}/*.log | head -80")
 
 
 def openssl(*args):

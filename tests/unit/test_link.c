@@ -5,7 +5,9 @@
  * clients over tcp:// on loopback: acks only after storing, cumulative,
  * de-duplication by (satellite, sequence) that survives a reopen,
  * delivery again of what was not committed, a bad peer disconnected while
- * a good one goes on, and a sender delivering a queue end to end.
+ * a good one goes on, a sender delivering a queue end to end, and
+ * back-pressure from a slow consumer slowing the sender without a
+ * reconnect.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -469,6 +471,102 @@ static void test_end_to_end(void)
 	tlcm_store_close(cs);
 }
 
+/* A batch frame with one message of `bytes` bytes (caller's builder). */
+static const void *big_frame(tlcm_fbb_t *b, uint64_t seq, size_t bytes,
+			     size_t *len)
+{
+	tlcm_fbb_reset(b);
+	uint8_t *d = calloc(1, bytes);
+	d[0] = (uint8_t)seq;
+	tlcm_fbb_ref_t dv = tlcm_LinkMsg_data_create(b, d, bytes);
+	free(d);
+	tlcm_LinkMsg_start(b);
+	tlcm_LinkMsg_add_type(b, 0x424f4c42);
+	tlcm_LinkMsg_add_trace(b, seq);
+	tlcm_LinkMsg_add_data(b, dv);
+	tlcm_fbb_ref_t m = tlcm_LinkMsg_end(b);
+	tlcm_fbb_ref_t v = tlcm_LinkBatch_messages_create(b, &m, 1);
+	tlcm_LinkBatch_start(b);
+	tlcm_LinkBatch_add_seq(b, seq);
+	tlcm_LinkBatch_add_messages(b, v);
+	tlcm_fbb_ref_t bt = tlcm_LinkBatch_end(b);
+	tlcm_LinkFrame_start(b);
+	tlcm_LinkFrame_add_batch(b, bt);
+	return tlcm_LinkFrame_finish_size_prefixed(b, tlcm_LinkFrame_end(b),
+						   len);
+}
+
+/* Back-pressure slows the sender, it does not make it reconnect: a core
+ * whose consumer takes nothing for many times the sender's write timeout
+ * (max_pending far below what is queued, so the core stops reading and
+ * the sockets' buffers fill) keeps the one connection; once the consumer
+ * takes, every batch arrives once, in order, and is acknowledged. */
+static void test_backpressure(void)
+{
+	tlcm_store_t *ss = open_store("bp-sat"), *cs = open_store("bp-core");
+	char url[64], why[300];
+	link_receiver_cfg_t rc = {
+		.log_id = "rx", .url = "tcp://127.0.0.1:0",
+		.max_frame = 1 << 20, .hello_ns = 5000000000u,
+		.idle_ns = 10000000000u, .max_pending = 64 << 10, .store = cs,
+		.family = "link.rx/bp",
+	};
+	link_receiver_t *r = NULL;
+	CHECK_INT(link_receiver_new(&r, &rc, why, sizeof why), 0);
+	snprintf(url, sizeof url, "tcp://127.0.0.1:%d", link_receiver_port(r));
+	link_txq_t *q;
+	link_txq_limits_t lim = {0};
+	CHECK_INT(link_txq_open(&q, ss, "link.tx/bp", &lim, why, sizeof why),
+		  0);
+	enum { N = 40, BYTES = 512 << 10 };
+	tlcm_fbb_t b;
+	tlcm_fbb_init(&b, 0);
+	uint64_t nd;
+	for (uint64_t i = 1; i <= N; i++) {
+		size_t len;
+		const void *fr = big_frame(&b, i, BYTES, &len);
+		CHECK_INT(link_txq_put(q, i, fr, len, 0, &nd), 0);
+	}
+	const char *urls[] = {url};
+	link_sender_cfg_t sc = {
+		.log_id = "tx", .hello = {.satellite = "bp"}, .urls = urls,
+		.nurls = 1, .backoff_min_ns = 1000000,
+		.backoff_max_ns = 20000000, .timeout_ns = 200000000u, .q = q,
+	};
+	link_sender_t *snd;
+	CHECK_INT(link_sender_new(&snd, &sc, why, sizeof why), 0);
+	usleep(2000000); /* ten write timeouts with nothing taken */
+	link_sender_stats_t st;
+	link_sender_stats(snd, &st);
+	CHECK(st.connected);
+	CHECK_UINT(st.connects, 1);
+	uint64_t expect = 1;
+	while (expect <= N) {
+		const link_rx_batch_t *x = link_receiver_take(r, 10000000000u);
+		CHECK(x != NULL);
+		if (!x)
+			break;
+		CHECK_UINT(x->seq, expect);
+		expect++;
+		link_receiver_commit(r);
+	}
+	CHECK(link_txq_wait_room(q, 0, 10000000000u)); /* all acked */
+	link_sender_stats(snd, &st);
+	CHECK_UINT(st.connects, 1);
+	CHECK_UINT(st.failures, 0);
+	link_receiver_stats_t rs;
+	link_receiver_stats(r, &rs);
+	CHECK_UINT(rs.connections, 1);
+	CHECK_UINT(rs.duplicates, 0);
+	CHECK_UINT(rs.batches, N);
+	link_sender_free(snd);
+	link_txq_free(q);
+	link_receiver_free(r);
+	tlcm_fbb_fini(&b);
+	tlcm_store_close(ss);
+	tlcm_store_close(cs);
+}
+
 int main(void)
 {
 	snprintf(root, sizeof root, "/tmp/tlcm-test-link-%d", (int)getpid());
@@ -481,6 +579,7 @@ int main(void)
 	test_frames();
 	test_receiver();
 	test_end_to_end();
+	test_backpressure();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
 	if (system(cmd))
 		return 1;

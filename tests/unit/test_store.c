@@ -174,6 +174,32 @@ static void corrupt_and_foreign(void)
 	fclose(f);
 	CHECK_INT(tlcm_store_open(&x, p, NULL, why, sizeof why), TLCM_ECORRUPT);
 	CHECK_CONTAINS(why, "is not a TinyLCM store");
+	/* killed while RocksDB created the database, before CURRENT: what
+	 * it left is no database, and the store is created over it */
+	path_of(p, sizeof p, "halfcreated");
+	mkdir(p, 0755);
+	const char *left[] = {"LOCK", "IDENTITY", "LOG", "MANIFEST-000001"};
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(jp, sizeof jp, "%s/%s", p, left[i]);
+		f = fopen(jp, "w");
+		fclose(f);
+	}
+	CHECK_INT(tlcm_store_open(&x, p, NULL, why, sizeof why), 0);
+	CHECK_INT(tlcm_store_put(x, "n", "k", 1, "v", 1), 0);
+	tlcm_store_close(x);
+	CHECK_INT(tlcm_store_open(&x, p, NULL, why, sizeof why), 0);
+	tlcm_store_close(x);
+	/* ... but not with anything else beside it */
+	path_of(p, sizeof p, "halfcreated2");
+	mkdir(p, 0755);
+	snprintf(jp, sizeof jp, "%s/LOCK", p);
+	f = fopen(jp, "w");
+	fclose(f);
+	snprintf(jp, sizeof jp, "%s/data.bin", p);
+	f = fopen(jp, "w");
+	fclose(f);
+	CHECK_INT(tlcm_store_open(&x, p, NULL, why, sizeof why), TLCM_ECORRUPT);
+	CHECK_CONTAINS(why, "is not a TinyLCM store");
 	path_of(p, sizeof p, "foreign");
 	rocksdb_options_t *ro = rocksdb_options_create();
 	rocksdb_options_set_create_if_missing(ro, 1);
