@@ -21,6 +21,7 @@
 #include "engine/node.h"
 #include "fb/blob_fb.h"
 #include "fb/remote_msg_fb.h"
+#include "nodes/link/be64.h"
 #include "nodes/link/link.h"
 #include "nodes/link/wire.h"
 
@@ -49,20 +50,6 @@ static const tlcm_param_desc_t params[] = {
 	 "end of stream", 0, 0, NULL, 0},
 	{0},
 };
-
-static void be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
 
 static lsat_t *find(ledger_t *l, const char *id, size_t il)
 {

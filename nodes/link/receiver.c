@@ -16,6 +16,7 @@
 #include "engine/error.h"
 #include "engine/log.h"
 #include "engine/node.h"
+#include "nodes/link/be64.h"
 #include "nodes/link/receiver.h"
 
 #define SAT_FAMILY "satellites"
@@ -75,20 +76,6 @@ static uint64_t mono_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
 }
 
 static int ms(uint64_t ns)

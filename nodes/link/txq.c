@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "engine/error.h"
+#include "nodes/link/be64.h"
 #include "nodes/link/txq.h"
 
 typedef struct {
@@ -28,20 +29,6 @@ struct link_txq {
 	uint64_t bytes, last, acked, dropped, trace, puts, refused;
 	bool woken;
 };
-
-static void be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
 
 static entry_t *at(link_txq_t *q, size_t i)
 {
