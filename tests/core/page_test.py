@@ -39,11 +39,11 @@ import sys
 import tempfile
 import time
 import urllib.parse
-import uuid
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fbwrite as fb  # noqa: E402
+from api_test import uuid7  # noqa: E402
 
 ADMIN = "page-test-admin"
 ADMIN_H = {"Authorization": "Bearer " + ADMIN}
@@ -66,14 +66,6 @@ def check(cond, what):
     if not cond:
         fails.append(what)
     return cond
-
-
-def uuid7():
-    ms = time.time_ns() // 1000000
-    r = int.from_bytes(os.urandom(10), "big")
-    v = (ms << 80 | 7 << 76 | (r >> 62 & 0xfff) << 64 | 2 << 62 |
-         r & (1 << 62) - 1)
-    return str(uuid.UUID(int=v))
 
 
 def png_gray(w, h, px):
