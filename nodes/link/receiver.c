@@ -37,10 +37,12 @@ typedef struct sat {
 struct conn {
 	link_receiver_t *r;
 	nng_stream *st;
+	nng_aio *aio;                /* the connection thread's */
 	pthread_t thr;
 	char peer[64];
 	sat_t *sat;
 	atomic_bool done;
+	atomic_bool superseded;      /* its satellite connected again */
 	conn_t *next;
 	conn_t *held_next;           /* in r->held, waiting for its turn */
 };
@@ -288,7 +290,7 @@ static bool hold_back(link_receiver_t *r, conn_t *c, nng_aio *aio,
 	uint64_t next_ack = mono_ns() + LINK_HOLD_ACK_NS;
 	bool ok = true;
 	while (r->held != c || r->pending_bytes > r->cfg.max_pending) {
-		if (r->closed || atomic_load(&c->done)) {
+		if (r->closed || atomic_load(&c->superseded)) {
 			ok = false;
 			break;
 		}
@@ -328,16 +330,14 @@ static void *conn_main(void *p)
 {
 	conn_t *c = p;
 	link_receiver_t *r = c->r;
-	nng_aio *aio = NULL;
+	nng_aio *aio = c->aio;
 	tlcm_fbb_t b;
 	uint8_t *buf = NULL;
 	size_t cap = 0, len;
 	char why[300];
 	link_kind_t k;
 	sat_t *s = NULL;
-	if (nng_aio_alloc(&aio, NULL, NULL) || tlcm_fbb_init(&b, 256)) {
-		if (aio)
-			nng_aio_free(aio);
+	if (tlcm_fbb_init(&b, 256)) {
 		nng_stream_close(c->st);
 		atomic_store(&c->done, true);
 		return NULL;
@@ -377,6 +377,12 @@ static void *conn_main(void *p)
 	pthread_mutex_lock(&r->mu);
 	s = sat_get(r, id, true);
 	conn_t *old = s ? s->conn : NULL;
+	if (old) { /* here, under r->mu: reap() frees it only holding it */
+		atomic_store(&old->superseded, true);
+		nng_stream_close(old->st);
+		nng_aio_cancel(old->aio);
+		pthread_cond_broadcast(&r->cv);
+	}
 	if (s) {
 		s->conn = c;
 		c->sat = s;
@@ -402,7 +408,6 @@ static void *conn_main(void *p)
 	if (old) {
 		tlcm_info(r->log_id, "satellite %s reconnected from %s: "
 			  "closing its previous connection", s->id, c->peer);
-		nng_stream_close(old->st);
 	}
 	sat_save(r, s);
 	pthread_mutex_lock(&s->mu);
@@ -492,7 +497,6 @@ out:
 	}
 	free(buf);
 	tlcm_fbb_fini(&b);
-	nng_aio_free(aio);
 	atomic_store(&c->done, true);
 	return NULL;
 }
@@ -505,12 +509,13 @@ static void reap(link_receiver_t *r, bool all)
 		conn_t *c = *pp;
 		if (all || atomic_load(&c->done)) {
 			*pp = c->next;
+			pthread_mutex_unlock(&r->mu);
 			if (all)
 				nng_stream_close(c->st);
-			pthread_mutex_unlock(&r->mu);
-			pthread_join(c->thr, NULL);
+			link_join_io(c->thr, c->aio);
 			pthread_mutex_lock(&r->mu);
 			nng_stream_free(c->st);
+			nng_aio_free(c->aio);
 			free(c);
 		} else {
 			pp = &c->next;
@@ -547,8 +552,9 @@ static void *accept_main(void *p)
 		}
 		conn_t *c = calloc(1, sizeof *c);
 		nng_stream *st = nng_aio_get_output(aio, 0);
-		if (!c) {
+		if (!c || nng_aio_alloc(&c->aio, NULL, NULL)) {
 			nng_stream_free(st);
+			free(c);
 			continue;
 		}
 		c->r = r;
@@ -559,6 +565,7 @@ static void *accept_main(void *p)
 		if (pthread_create(&c->thr, NULL, conn_main, c)) {
 			pthread_mutex_unlock(&r->mu);
 			nng_stream_free(st);
+			nng_aio_free(c->aio);
 			free(c);
 			continue;
 		}

@@ -76,6 +76,7 @@ static void set_error(link_sender_t *s, const char *what, const char *a,
 typedef struct {
 	link_sender_t *s;
 	nng_stream *st;
+	nng_aio *aio;
 	const char *url;
 } reader_arg_t;
 
@@ -84,15 +85,10 @@ static void *reader(void *p)
 {
 	reader_arg_t *ra = p;
 	link_sender_t *s = ra->s;
-	nng_aio *aio;
+	nng_aio *aio = ra->aio;
 	uint8_t *buf = NULL;
 	size_t cap = 0, len;
 	char why[256];
-	if (nng_aio_alloc(&aio, NULL, NULL)) {
-		atomic_store(&s->dead, true);
-		nng_stream_close(ra->st);
-		return NULL;
-	}
 	for (;;) {
 		int rc = link_read_frame(ra->st, aio, &buf, &cap, &len,
 					 1 << 16, -1, why, sizeof why);
@@ -136,7 +132,6 @@ static void *reader(void *p)
 	}
 	atomic_store(&s->dead, true);
 	nng_stream_close(ra->st);
-	nng_aio_free(aio);
 	free(buf);
 	return NULL;
 }
@@ -247,13 +242,15 @@ static void session(link_sender_t *s, size_t ui, nng_stream *st,
 		    uint64_t *backoff)
 {
 	const char *url = s->urls[ui];
-	nng_aio *aio;
+	nng_aio *aio, *raio = NULL;
 	tlcm_fbb_t b;
 	char why[256];
 	uint64_t have = 0;
 	if (nng_aio_alloc(&aio, NULL, NULL))
 		return;
-	if (tlcm_fbb_init(&b, 0)) {
+	if (nng_aio_alloc(&raio, NULL, NULL) || tlcm_fbb_init(&b, 0)) {
+		if (raio)
+			nng_aio_free(raio);
 		nng_aio_free(aio);
 		return;
 	}
@@ -280,7 +277,7 @@ static void session(link_sender_t *s, size_t ui, nng_stream *st,
 	s->st.connects++;
 	s->st.url = ui;
 	pthread_mutex_unlock(&s->mu);
-	reader_arg_t ra = {s, st, url};
+	reader_arg_t ra = {s, st, raio, url};
 	pthread_t rt;
 	if (pthread_create(&rt, NULL, reader, &ra))
 		goto out_cur;
@@ -335,7 +332,7 @@ static void session(link_sender_t *s, size_t ui, nng_stream *st,
 		tlcm_warn(s->log_id, "connection to %s lost: reconnecting",
 			  url);
 	nng_stream_close(st);
-	pthread_join(rt, NULL);
+	link_join_io(rt, raio);
 out_cur:
 	pthread_mutex_lock(&s->mu);
 	s->cur = NULL;
@@ -343,6 +340,7 @@ out_cur:
 	pthread_mutex_unlock(&s->mu);
 out:
 	tlcm_fbb_fini(&b);
+	nng_aio_free(raio);
 	nng_aio_free(aio);
 }
 

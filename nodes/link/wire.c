@@ -1,6 +1,10 @@
 /* wire.c — LinkFrame checks and builders, blocking NNG stream I/O with
  * timeouts, and TLS configs for the satellite link (see wire.h).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pthread_timedjoin_np */
+#endif
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -339,6 +343,22 @@ int link_read(nng_stream *s, nng_aio *aio, void *buf, size_t len,
 {
 	size_t done;
 	return xfer(s, aio, buf, len, timeout_ms, false, &done);
+}
+
+void link_join_io(pthread_t t, nng_aio *aio)
+{
+	for (;;) {
+		nng_aio_cancel(aio);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (pthread_timedjoin_np(t, NULL, &ts) != ETIMEDOUT)
+			return;
+	}
 }
 
 int link_read_frame(nng_stream *s, nng_aio *aio, uint8_t **buf, size_t *cap,

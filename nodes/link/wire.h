@@ -11,6 +11,7 @@
 #ifndef TLCM_LINK_WIRE_H
 #define TLCM_LINK_WIRE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -101,6 +102,12 @@ int link_read(nng_stream *s, nng_aio *aio, void *buf, size_t len,
 int link_read_frame(nng_stream *s, nng_aio *aio, uint8_t **buf, size_t *cap,
 		    size_t *len, size_t max, int timeout_ms, char *why,
 		    size_t whylen);
+
+/* Join t, a thread doing I/O on aio over a stream the caller has just
+ * closed. Closing does not end every wait: NNG 1.5 queues a receive begun
+ * just after the close (between two reads of a frame) and never finishes
+ * it, so this cancels aio until the thread has gone. */
+void link_join_io(pthread_t t, nng_aio *aio);
 
 /* Peer address as text ("127.0.0.1:40112", "ipc"). */
 void link_peer_addr(nng_stream *s, char *out, size_t len);

@@ -7,9 +7,10 @@
  * delivery again of what was not committed, a bad peer disconnected while
  * a good one goes on, a sender delivering a queue end to end, and
  * back-pressure from a slow consumer slowing the sender without a
- * reconnect.
+ * reconnect, and a reader whose stream was closed under it ending.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -567,6 +568,39 @@ static void test_backpressure(void)
 	tlcm_store_close(cs);
 }
 
+/* NNG 1.5 leaves a receive begun on a closed stream waiting (forever
+ * without a timeout), which is where a sender's reader can be when its
+ * session closes the stream: link_join_io must still end it. */
+typedef struct {
+	client_t *c;
+	int rc;
+} closer_t;
+
+static void *close_then_read(void *p)
+{
+	closer_t *x = p;
+	uint8_t b[4];
+	nng_stream_close(x->c->s);
+	x->rc = link_read(x->c->s, x->c->aio, b, sizeof b, -1);
+	return NULL;
+}
+
+static void test_join_io(void)
+{
+	tlcm_store_t *s = open_store("join");
+	link_receiver_t *r = rx_open(s, NULL);
+	client_t c;
+	CHECK_INT(client_open(&c, link_receiver_port(r)), 0);
+	closer_t x = {&c, 1};
+	pthread_t t;
+	CHECK_INT(pthread_create(&t, NULL, close_then_read, &x), 0);
+	link_join_io(t, c.aio); /* a plain join hangs here */
+	CHECK_INT(x.rc, TLCM_ECLOSED);
+	client_close(&c);
+	link_receiver_free(r);
+	tlcm_store_close(s);
+}
+
 int main(void)
 {
 	snprintf(root, sizeof root, "/tmp/tlcm-test-link-%d", (int)getpid());
@@ -580,6 +614,7 @@ int main(void)
 	test_receiver();
 	test_end_to_end();
 	test_backpressure();
+	test_join_io();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
 	if (system(cmd))
 		return 1;
