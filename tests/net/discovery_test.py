@@ -12,7 +12,9 @@ the announcer publishes again by itself; the announcer stopped, the
 satellite gets the static fallback with the reason; the satellite's
 daemon killed, the fallback says Avahi is unavailable; required: true
 without a daemon refuses to start; bad arguments and TXT records are
-refused. Every daemon started is killed by PID at the end.
+refused. And the shipped graphs: core.yaml announces itself, and
+satellite.yaml with SATELLITE_DISCOVER=true finds it and delivers its
+readings. Every daemon started is killed by PID at the end.
 
 usage: discovery_test.py TINYLCM
 Exit 77 (skip) without root / namespaces / avahi-daemon, unless CI=true.
@@ -74,6 +76,50 @@ def wait_log(proc_err_path, text, timeout=30):
                 return True
         time.sleep(0.1)
     return False
+
+
+def shipped_graphs(tinylcm, core, sat, tmp):
+    """graphs/core.yaml announces itself; graphs/satellite.yaml with
+    SATELLITE_DISCOVER=true finds it (its static core, the default
+    127.0.0.1, has nothing listening on the satellite's host) and delivers
+    every reading once."""
+    src = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    count, report = 5, os.path.join(tmp, "shipped-report.json")
+    log_path = os.path.join(tmp, "shipped-core.log")
+    env = dict(os.environ, CORE_STORE=os.path.join(tmp, "core-store"),
+               CORE_SYNC="batch", CORE_LISTEN="http://127.0.0.1:0",
+               CORE_LINK_LISTEN="tcp://0.0.0.0:8471", CORE_LINK_PORT="8471",
+               CORE_LINK_REPORT=report)
+    with open(log_path, "w") as log:
+        cp = core.popen([tinylcm, "run", os.path.join(src, "graphs",
+                                                      "core.yaml"),
+                         "--headless"], stdout=subprocess.DEVNULL,
+                        stderr=log, env=env)
+    check(wait_log(log_path, "announcing"), "core.yaml announces its link")
+    env = dict(os.environ, SATELLITE_DISCOVER="true", SATELLITE_ID="sat-m",
+               SATELLITE_COUNT=str(count),
+               SATELLITE_STORE=os.path.join(tmp, "sat-store"))
+    env.pop("SATELLITE_CORES", None)
+    r = sat.run([tinylcm, "run", os.path.join(src, "graphs",
+                                              "satellite.yaml"),
+                 "--headless", "--set", "sensors.interval=100ms", "--set",
+                 "out.discover_timeout=5s", "--set", "out.linger=60s"],
+                timeout=120, env=env)
+    url = "tcp://%s:8471" % core.addr(sat)
+    check(r.returncode == 0 and "first core %s (2 in all)" % url
+          in r.stderr, "satellite.yaml discovers core.yaml at %s and "
+          "finishes: %s" % (url, r.stderr.strip()[-600:]))
+    cp.send_signal(signal.SIGTERM)
+    check(cp.wait(timeout=60) == 0, "core.yaml stops cleanly")
+    try:
+        with open(report) as f:
+            got = json.load(f)["satellites"].get("sat-m")
+    except (OSError, ValueError) as e:
+        got = "report %s: %s" % (report, e)
+    check(isinstance(got, dict) and got.get("count") == count and
+          got.get("replays") == 0, "the core recorded the %d readings, "
+          "none twice: %s" % (count, got))
 
 
 def main():
@@ -189,6 +235,8 @@ def main():
         check(rc == 1 and not got and "no core: no _tinylcm._tcp service "
               "answered within 1.0 s and no static cores are configured"
               in e, "no core and no fallback: exit 1 with the reason")
+
+        shipped_graphs(tinylcm, core, sat, tmp)
 
         # the satellite's daemon gone: Avahi unavailable, fallback
         sat.stop_mdns()
