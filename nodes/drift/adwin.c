@@ -69,13 +69,9 @@ static int process(tlcm_ctx_t *ctx, void *st, int port, const tlcm_msg_t *m)
 	tlcm_drift_sample_t s;
 	double x;
 	(void)port;
-	int rc = tlcm_drift_read(ctx, &n->d, m, &s);
+	int rc = tlcm_drift_read_value(ctx, &n->d, m, n->field, &s, &x);
 	if (rc)
 		return rc < 0 ? rc : 0;
-	if (!tlcm_drift_field(&s, n->field, &x)) {
-		n->d.skipped++;
-		return 0;
-	}
 	bool cut = tlcm_adwin_update(&n->a, x);
 	tlcm_drift_verdict_t v = {
 		.fire = cut,

@@ -102,6 +102,20 @@ int tlcm_drift_read(tlcm_ctx_t *ctx, tlcm_drift_t *d, const tlcm_msg_t *m,
 	return 0;
 }
 
+int tlcm_drift_read_value(tlcm_ctx_t *ctx, tlcm_drift_t *d,
+			  const tlcm_msg_t *m, int f, tlcm_drift_sample_t *s,
+			  double *x)
+{
+	int rc = tlcm_drift_read(ctx, d, m, s);
+	if (rc)
+		return rc;
+	if (!tlcm_drift_field(s, f, x)) {
+		d->skipped++;
+		return 1;
+	}
+	return 0;
+}
+
 static int emit_event(tlcm_ctx_t *ctx, const tlcm_drift_t *d, int kind,
 		      const char *metric, double value, double threshold,
 		      uint64_t index, const tlcm_drift_sample_t *s)

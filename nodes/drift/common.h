@@ -83,6 +83,12 @@ void tlcm_drift_init(tlcm_ctx_t *ctx, tlcm_drift_t *d, const char *type);
  * TLCM_EBADMSG for anything else (counted, logged). */
 int tlcm_drift_read(tlcm_ctx_t *ctx, tlcm_drift_t *d, const tlcm_msg_t *m,
 		    tlcm_drift_sample_t *s);
+/* tlcm_drift_read, then the value of field f (*x): 0 with a value, 1
+ * when there is none (no prediction, or a sample without the field: both
+ * counted as skipped), TLCM_EBADMSG as above. */
+int tlcm_drift_read_value(tlcm_ctx_t *ctx, tlcm_drift_t *d,
+			  const tlcm_msg_t *m, int f, tlcm_drift_sample_t *s,
+			  double *x);
 
 static inline bool tlcm_drift_warming(const tlcm_drift_t *d)
 {

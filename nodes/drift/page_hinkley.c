@@ -59,13 +59,9 @@ static int process(tlcm_ctx_t *ctx, void *st, int port, const tlcm_msg_t *m)
 	tlcm_drift_sample_t s;
 	double x;
 	(void)port;
-	int rc = tlcm_drift_read(ctx, &n->d, m, &s);
+	int rc = tlcm_drift_read_value(ctx, &n->d, m, n->field, &s, &x);
 	if (rc)
 		return rc < 0 ? rc : 0;
-	if (!tlcm_drift_field(&s, n->field, &x)) {
-		n->d.skipped++;
-		return 0;
-	}
 	tlcm_drift_verdict_t v = {.metric = tlcm_drift_field_name(n->field)};
 	if (tlcm_drift_warming(&n->d)) {
 		tlcm_ph_step(&n->ph, x, true);
