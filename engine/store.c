@@ -10,14 +10,17 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "engine/log.h"
@@ -28,6 +31,7 @@
 #define SNAP_MAGIC 0x504e5354u /* "TSNP" */
 #define MAX_FAMILIES 1024
 
+#define META_CF 1 /* its index */
 static const char *const system_families[] = {"default", "meta", "outbox",
 					      "dedup", "registry",
 					      "deadletter"};
@@ -282,6 +286,100 @@ static bool creation_leftover(const char *name)
 	       (n > 6 && !strcmp(name + n - 6, ".dbtmp"));
 }
 
+/* While a store is being created its directory holds this file: a
+ * process killed before the format marker is written leaves it behind,
+ * and the next open knows that whatever RocksDB wrote is an unfinished
+ * creation (nothing in it was ever acknowledged) and creates it again. */
+#define CREATING "TINYLCM-CREATING"
+
+/* fsync a directory, so an entry made or removed in it is durable. */
+static int sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/* Create a store at path (absent, or a directory with nothing of a
+ * database in it, or one whose creation was cut short: `redo`): the system
+ * families and the format marker, between CREATING made and removed. The
+ * creator holds a lock on CREATING throughout, so two processes creating
+ * one store (a core and its standby started together) do not undo each
+ * other's work: the second gets TLCM_EBUSY, like a store in use. */
+static int create_store(const char *path, bool redo, char *why,
+			size_t whylen)
+{
+	char flag[4096];
+	if (snprintf(flag, sizeof flag, "%s/%s", path, CREATING) >=
+	    (int)sizeof flag) {
+		snprintf(why, whylen, "store path too long: %s", path);
+		return TLCM_EINVAL;
+	}
+	if (mkdir(path, 0755) && errno != EEXIST) {
+		snprintf(why, whylen, "cannot create store directory %s: %s",
+			 path, strerror(errno));
+		return errno == ENOSPC ? TLCM_ENOSPC : TLCM_EIO;
+	}
+	int fd = open(flag, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB)) {
+		snprintf(why, whylen, "store %s is being created by another "
+			 "process", path);
+		close(fd);
+		return TLCM_EBUSY;
+	}
+	if (fd < 0 || fsync(fd) || sync_dir(path)) {
+		snprintf(why, whylen, "cannot create %s: %s", flag,
+			 strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return errno == ENOSPC ? TLCM_ENOSPC : TLCM_EIO;
+	}
+	rocksdb_options_t *o = rocksdb_options_create();
+	char *err = NULL;
+	if (redo) { /* remove what RocksDB made of the unfinished one */
+		rocksdb_destroy_db(o, path, &err);
+		if (!err)
+			tlcm_warn("store", "%s: its creation was cut short (%s "
+				  "is there): creating it again", path,
+				  CREATING);
+	}
+	rocksdb_options_set_create_if_missing(o, 1);
+	rocksdb_options_set_create_missing_column_families(o, 1);
+	const rocksdb_options_t *fo[NSYSTEM];
+	rocksdb_column_family_handle_t *h[NSYSTEM];
+	for (size_t i = 0; i < NSYSTEM; i++)
+		fo[i] = o;
+	rocksdb_t *db = err ? NULL : rocksdb_open_column_families(
+		o, path, (int)NSYSTEM, (const char *const *)system_families,
+		fo, h, &err);
+	if (db) {
+		rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+		rocksdb_writeoptions_set_sync(wo, 1);
+		rocksdb_put_cf(db, wo, h[META_CF], "format", 6, FORMAT,
+			       strlen(FORMAT), &err);
+		rocksdb_writeoptions_destroy(wo);
+		for (size_t i = 0; i < NSYSTEM; i++)
+			rocksdb_column_family_handle_destroy(h[i]);
+		rocksdb_close(db);
+	}
+	rocksdb_options_destroy(o);
+	int rc = err ? rerr(err, path, why, whylen) : 0;
+	/* done, or another process has the database open (only a finished
+	 * store is held open): CREATING goes; nobody else is creating it,
+	 * we hold its lock */
+	if ((!rc || rc == TLCM_EBUSY) && (unlink(flag) || sync_dir(path)) &&
+	    !rc) {
+		snprintf(why, whylen, "store %s: cannot remove %s: %s", path,
+			 CREATING, strerror(errno));
+		rc = TLCM_EIO;
+	}
+	close(fd);
+	return rc;
+}
+
 static int open_store(tlcm_store_t **out, const char *path,
 		      const tlcm_store_opts_t *o, char *why, size_t whylen)
 {
@@ -302,7 +400,15 @@ static int open_store(tlcm_store_t **out, const char *path,
 		snprintf(why, whylen, "no store at %s", path);
 		return TLCM_ENOENT;
 	}
-	if (exists && !has_file(path, "CURRENT")) {
+	bool redo = exists && has_file(path, CREATING);
+	if (redo) {
+		if (opt.must_exist || opt.read_only) {
+			snprintf(why, whylen, "store %s was never finished (its "
+				 "creation was cut short)", path);
+			return TLCM_ECORRUPT;
+		}
+		exists = false;
+	} else if (exists && !has_file(path, "CURRENT")) {
 		/* An empty directory may become a store, and so may one that
 		 * holds only what RocksDB writes while it creates a database
 		 * before CURRENT (a creation killed half-way: no database was
@@ -323,6 +429,12 @@ static int open_store(tlcm_store_t **out, const char *path,
 			return TLCM_ECORRUPT;
 		}
 		exists = false;
+	}
+	if (!exists && !opt.read_only) {
+		int rc = create_store(path, redo, why, whylen);
+		if (rc)
+			return rc;
+		exists = true;
 	}
 	tlcm_store_t *s = calloc(1, sizeof *s);
 	if (!s)

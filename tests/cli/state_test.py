@@ -5,10 +5,13 @@ A gen → sink graph with a store: the second run continues the sequence
 where the first stopped (gen restores it) and the sink's counts carry on;
 `state ls/show/check` work, also while the graph runs; `state rollback`
 refuses while the graph holds the store and works after; bad stores give
-clear errors. usage: state_test.py TINYLCM
+clear errors; a graph killed with SIGKILL at random moments of its start
+(so, now and then, while its store is being created) starts again on the
+next run. usage: state_test.py TINYLCM   (TLCM_SEED: the kill moments)
 """
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -29,6 +32,42 @@ def check(cond, what):
 def run(args, timeout=60):
     return subprocess.run(args, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def killed_while_starting(tl, d):
+    """kill -9 a graph 0-40 ms after its store directory appeared (while
+    the store is being created, most times), 25 times, each time on a new
+    store; the next run of the graph must work every time."""
+    seed = int(os.environ.get("TLCM_SEED", "0")) or random.randrange(1 << 30)
+    rnd = random.Random(seed)
+    graph = os.path.join(d, "k.yaml")
+    with open(graph, "w") as f:
+        f.write(f"""graph: k
+settings: {{ store: {d}/kstore, sync: always }}
+nodes:
+  src: {{ type: gen, params: {{ count: 20, payload: 16 }} }}
+  sink: {{ type: sink }}
+edges:
+  - {{ from: src.out, to: sink.in }}
+""")
+    bad = 0
+    for i in range(25):
+        subprocess.run(["rm", "-rf", f"{d}/kstore"], check=True)
+        p = subprocess.Popen([tl, "run", graph, "--quiet"],
+                             stderr=subprocess.DEVNULL)
+        end = time.monotonic() + 30
+        while not os.path.exists(f"{d}/kstore") and p.poll() is None \
+                and time.monotonic() < end:
+            time.sleep(0.0005)
+        time.sleep(rnd.uniform(0.0, 0.04))
+        p.kill()
+        p.wait()
+        r = run([tl, "run", graph, "--quiet"])
+        if r.returncode != 0:
+            bad += 1
+            print(f"round {i}: {r.stderr.strip()[-300:]}")
+    check(bad == 0, f"a graph killed while starting runs again (seed "
+          f"{seed}, TLCM_SEED repeats it): {bad} of 25 rounds failed")
 
 
 def main():
@@ -168,6 +207,7 @@ edges:
         check(r.returncode == 1 and
               "settings.fresh_store: 'maybe' is not true or false"
               in r.stderr + r.stdout, f"bad fresh_store: {r.stderr}")
+        killed_while_starting(tl, d)
     print(f"{checks - failures} passed, {failures} failed")
     return 1 if failures else 0
 

@@ -5,6 +5,8 @@
 #define _GNU_SOURCE
 #include <rocksdb/c.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -251,6 +253,55 @@ static void corrupt_and_foreign(void)
 	rocksdb_options_destroy(ro);
 	CHECK_INT(tlcm_store_open(&x, p, NULL, why, sizeof why), TLCM_ECORRUPT);
 	CHECK_CONTAINS(why, "not a TinyLCM store");
+	/* killed while creating it (TINYLCM-CREATING is still there): what
+	 * RocksDB made is removed and the store made again; here a marker
+	 * of another format stands in for it, so an open that kept it fails */
+	path_of(p, sizeof p, "cut");
+	ro = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(ro, 1);
+	rocksdb_options_set_create_missing_column_families(ro, 1);
+	const char *fams2[] = {"default", "meta"};
+	const rocksdb_options_t *fo3[] = {ro, ro};
+	db = rocksdb_open_column_families(ro, p, 2, fams2, fo3, h, &err);
+	CHECK(db && !err);
+	if (db) {
+		rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+		rocksdb_put_cf(db, wo, h[1], "format", 6, "other/9", 7, &err);
+		CHECK(!err);
+		rocksdb_writeoptions_destroy(wo);
+		for (int i = 0; i < 2; i++)
+			rocksdb_column_family_handle_destroy(h[i]);
+		rocksdb_close(db);
+	}
+	rocksdb_options_destroy(ro);
+	snprintf(jp, sizeof jp, "%s/TINYLCM-CREATING", p);
+	f = fopen(jp, "w");
+	fclose(f);
+	tlcm_store_opts_t ro_opts = {.read_only = true};
+	CHECK_INT(tlcm_store_open(&x, p, &ro_opts, why, sizeof why),
+		  TLCM_ECORRUPT);
+	CHECK_CONTAINS(why, "was never finished");
+	CHECK_INT(tlcm_store_open(&x, p, NULL, why, sizeof why), 0);
+	if (x) {
+		CHECK_INT(tlcm_store_put(x, "n", "k", 1, "v", 1), 0);
+		tlcm_store_close(x);
+	}
+	CHECK(access(jp, F_OK) != 0); /* gone once created */
+	CHECK_INT(tlcm_store_open(&x, p, &ro_opts, why, sizeof why), 0);
+	tlcm_store_close(x);
+	/* one being created by another process (it holds the lock on
+	 * TINYLCM-CREATING): busy, nothing touched; then ours */
+	path_of(p, sizeof p, "busy");
+	mkdir(p, 0755);
+	snprintf(jp, sizeof jp, "%s/TINYLCM-CREATING", p);
+	int lk = open(jp, O_WRONLY | O_CREAT, 0644);
+	CHECK(lk >= 0 && flock(lk, LOCK_EX) == 0);
+	CHECK_INT(tlcm_store_open(&x, p, NULL, why, sizeof why), TLCM_EBUSY);
+	CHECK_CONTAINS(why, "being created by another process");
+	close(lk);
+	CHECK_INT(tlcm_store_open(&x, p, NULL, why, sizeof why), 0);
+	tlcm_store_close(x);
+	CHECK(access(jp, F_OK) != 0);
 	path_of(p, sizeof p, "missing");
 	tlcm_store_opts_t must = {.must_exist = true};
 	CHECK_INT(tlcm_store_open(&x, p, &must, why, sizeof why), TLCM_ENOENT);
