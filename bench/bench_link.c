@@ -216,14 +216,36 @@ static int run_link(const char *dir, tlcm_sync_t sync, uint64_t per_sat,
 	}
 	lat_t lat = {calloc(LBUCKETS, sizeof(uint64_t)), 0};
 	uint64_t want = batches * BATCH * NSAT, got = 0;
-	uint64_t t0 = bench_now_ns();
+	uint64_t t0 = bench_now_ns(), idle = 0;
 	atomic_store(&go, t0);
 	while (got < want) {
 		const link_rx_batch_t *x = link_receiver_take(r, 1000000000u);
 		if (!x) {
 			link_receiver_commit(r);
-			continue;
+			if (++idle < 60)
+				continue;
+			/* a stuck run is a finding, not a hang: say where it
+			 * stood and give up (the threads are left behind) */
+			link_receiver_stats_t rs;
+			link_receiver_stats(r, &rs);
+			fprintf(stderr, "link: no batch for 60 s with %" PRIu64
+				" of %" PRIu64 " events taken; core: %" PRIu64
+				" connections, %" PRIu64 " rejected, %" PRIu64
+				" duplicates\n", got, want, rs.connections,
+				rs.rejected, rs.duplicates);
+			for (int i = 0; i < NSAT; i++) {
+				link_sender_stats_t st;
+				link_sender_stats(snd[i], &st);
+				fprintf(stderr, "  sat-%d: connected %d, %" PRIu64
+					" connects, %" PRIu64 " sent, %" PRIu64
+					" acks, last error: %s\n", i,
+					(int)st.connected, st.connects, st.sent,
+					st.acks, st.last_error);
+			}
+			free(lat.h);
+			return 1;
 		}
+		idle = 0;
 		tlcm_LinkBatch_table_t bt = tlcm_LinkFrame_batch(
 			tlcm_LinkFrame_as_root((const uint8_t *)x->frame +
 					       LINK_BODY));
