@@ -26,8 +26,9 @@
  * the graph file so this happens before the consumer loads FILE. Such
  * tries are counted; after max_tries the version is refused.
  *
- * I/O happens in tick() through a curl multi handle (nodes/updater/
- * fetch.c), at most tick_budget at a time, as in the uploader.
+ * I/O happens in tick() through the uploader's HTTP client (nodes/
+ * uploader/http.c; the download into FILE.part: nodes/updater/fetch.c),
+ * at most tick_budget at a time, as in the uploader.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,10 +40,8 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
-#include <ctype.h>
 
 #include <cjson/cJSON.h>
 
@@ -53,7 +52,6 @@
 #include "nodes/updater/swap.h"
 #include "nodes/updater/updater.h"
 #include "nodes/updater/verify.h"
-#include "tinylcm_version.h"
 
 enum { IN_CHECK, IN_STATUS };
 enum { OUT_CONTROL, OUT_EVENTS };
@@ -65,7 +63,6 @@ static const char *const phase_names[] = {"idle", "check", "download",
 					  "await_load", "restore"};
 static const char *const stage_names[] = {"download", "swap", "await"};
 
-#define SLOW_NS 50000000u
 
 typedef struct {
 	bool on;
@@ -88,7 +85,7 @@ typedef struct {
 	bool confirm;
 	int exit_after;
 	/* connection */
-	upd_fetch_t *http;
+	up_http_t *http;
 	char ua[160], hdr_auth[600], hdr_dev[120];
 	char *req_body; /* the check's body, borrowed by curl until done */
 	/* what runs */
@@ -98,12 +95,13 @@ typedef struct {
 	/* the update under way */
 	pending_t p;
 	int fd; /* FILE.part while a GET runs */
+	upd_sink_t sink; /* the GET into it */
 	tlcm_ctx_t *ctx; /* during a poll, for on_durable */
 	/* the state machine */
 	int phase;
 	bool check_now, finish, at_start;
 	bool start_restore; /* the PH_RESTORE is recover()'s, not a check's */
-	uint64_t next_check, deadline, req_started;
+	uint64_t next_check, deadline;
 	unsigned attempt, outstanding;
 	uint64_t rb_version; /* the version being rolled back */
 	char rb_sha[65];
@@ -611,7 +609,7 @@ static void reload_keys(tlcm_ctx_t *ctx, upd_t *u)
 	u->keys = ks;
 }
 
-static void begin_check(tlcm_ctx_t *ctx, upd_t *u, uint64_t now)
+static void begin_check(tlcm_ctx_t *ctx, upd_t *u)
 {
 	u->check_now = false;
 	u->checks++;
@@ -632,8 +630,8 @@ static void begin_check(tlcm_ctx_t *ctx, upd_t *u, uint64_t now)
 	auth_headers(u, h, &n, true);
 	h[n++] = "Content-Type: application/json";
 	h[n] = NULL;
-	int rc = body && url ? upd_fetch_post(u->http, url, h, body,
-					      strlen(body), u->timeout_ns)
+	int rc = body && url ? up_http_start(u->http, "POST", url, h, body,
+					     strlen(body), u->timeout_ns)
 			     : TLCM_ENOMEM;
 	free(url);
 	free(u->req_body);
@@ -644,7 +642,6 @@ static void begin_check(tlcm_ctx_t *ctx, upd_t *u, uint64_t now)
 		return;
 	}
 	u->phase = PH_CHECK;
-	u->req_started = now;
 }
 
 /* The URL of the offer's bytes; *same: on the core's origin (send the
@@ -680,7 +677,7 @@ static void on_durable(void *arg, uint64_t offset)
 		save_pending(u->ctx, u);
 }
 
-static void begin_download(tlcm_ctx_t *ctx, upd_t *u, uint64_t now)
+static void begin_download(tlcm_ctx_t *ctx, upd_t *u)
 {
 	u->fd = open(u->part, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 	if (u->fd < 0) {
@@ -704,11 +701,12 @@ static void begin_download(tlcm_ctx_t *ctx, upd_t *u, uint64_t now)
 	size_t n = 0;
 	auth_headers(u, h, &n, same);
 	h[n] = NULL;
-	upd_sink_t sink = {.fd = u->fd, .offset = u->p.offset,
-			   .limit = u->p.m.size, .if_range = u->p.etag,
-			   .sync_every = u->sync_every,
-			   .on_durable = on_durable, .arg = u};
-	int rc = url ? upd_fetch_get(u->http, url, h, &sink, 0) : TLCM_ENOMEM;
+	u->sink = (upd_sink_t){.fd = u->fd, .offset = u->p.offset,
+			       .limit = u->p.m.size,
+			       .sync_every = u->sync_every,
+			       .on_durable = on_durable, .arg = u};
+	int rc = url ? upd_fetch_get(u->http, url, h, u->p.etag, &u->sink)
+		     : TLCM_ENOMEM;
 	if (rc) {
 		free(url);
 		close(u->fd);
@@ -725,7 +723,6 @@ static void begin_download(tlcm_ctx_t *ctx, upd_t *u, uint64_t now)
 	}
 	free(url);
 	u->phase = PH_DOWNLOAD;
-	u->req_started = now;
 }
 
 static int by_version_desc(const void *a, const void *b)
@@ -797,10 +794,10 @@ static void take(tlcm_ctx_t *ctx, upd_t *u, const upd_meta_t *m,
 	if (u->p.offset == m->size && exists(u->part))
 		verify_and_install(ctx, u, now);
 	else
-		begin_download(ctx, u, now);
+		begin_download(ctx, u);
 }
 
-static void on_check(tlcm_ctx_t *ctx, upd_t *u, const upd_result_t *r,
+static void on_check(tlcm_ctx_t *ctx, upd_t *u, const up_resp_t *r,
 		     uint64_t now)
 {
 	if (r->curl) {
@@ -885,32 +882,33 @@ static void on_check(tlcm_ctx_t *ctx, upd_t *u, const upd_result_t *r,
 	take(ctx, u, &m, now);
 }
 
-static void on_download(tlcm_ctx_t *ctx, upd_t *u, const upd_result_t *r,
+static void on_download(tlcm_ctx_t *ctx, upd_t *u, const up_resp_t *r,
 			uint64_t now)
 {
+	const upd_sink_t *d = &u->sink;
 	if (u->fd >= 0) {
-		if (fdatasync(u->fd) && !r->write_errno)
+		if (fdatasync(u->fd) && !d->write_errno)
 			tlcm_node_log(ctx, TLCM_LOG_WARN, "%s: fdatasync: %s",
 				      u->part, strerror(errno));
 		close(u->fd);
 		u->fd = -1;
 	}
-	u->bytes += r->received;
-	if (r->restarted)
+	u->bytes += d->received;
+	if (d->restarted)
 		tlcm_node_log(ctx, TLCM_LOG_INFO, "v%" PRIu64 ": the server "
 			      "sent the whole file again (no range)",
 			      u->p.m.version);
-	u->p.offset = r->offset;
+	u->p.offset = d->offset;
 	if ((r->status == 200 || r->status == 206) && r->etag[0])
 		snprintf(u->p.etag, sizeof u->p.etag, "%s", r->etag);
 	save_pending(ctx, u);
 	uint64_t v = u->p.m.version;
-	if (r->write_errno) {
+	if (d->write_errno) {
 		retry_later(ctx, u, "disk", "v%" PRIu64 ": writing %s: %s", v,
-			    u->part, strerror(r->write_errno));
+			    u->part, strerror(d->write_errno));
 		return;
 	}
-	if (r->too_large) {
+	if (d->too_large) {
 		char why[300];
 		snprintf(why, sizeof why, "update %s@%" PRIu64 ": the server "
 			 "sends more than the %" PRIu64 " bytes the metadata "
@@ -921,7 +919,7 @@ static void on_download(tlcm_ctx_t *ctx, upd_t *u, const upd_result_t *r,
 		check_done(u, now);
 		return;
 	}
-	if (r->bad_range) {
+	if (d->bad_range) {
 		u->p.offset = 0;
 		u->p.etag[0] = 0;
 		save_pending(ctx, u);
@@ -932,19 +930,19 @@ static void on_download(tlcm_ctx_t *ctx, upd_t *u, const upd_result_t *r,
 	}
 	if (r->curl) {
 		retry_later(ctx, u, "network", "v%" PRIu64 ": download cut at %"
-			    PRIu64 " of %" PRIu64 " bytes: %s", v, r->offset,
+			    PRIu64 " of %" PRIu64 " bytes: %s", v, d->offset,
 			    u->p.m.size, r->error);
 		return;
 	}
 	long s = r->status;
-	if (s == 200 || s == 206 || (s == 416 && r->offset == u->p.m.size)) {
+	if (s == 200 || s == 206 || (s == 416 && d->offset == u->p.m.size)) {
 		/* the server sent the whole entity (a cut is a curl error):
 		 * `size` is not signed, the SHA-256 judges the bytes */
-		if (r->offset != u->p.m.size)
+		if (d->offset != u->p.m.size)
 			tlcm_node_log(ctx, TLCM_LOG_WARN, "v%" PRIu64 ": the "
 				      "server's file has %" PRIu64 " bytes, "
 				      "the "
-				      "offer said %" PRIu64, v, r->offset,
+				      "offer said %" PRIu64, v, d->offset,
 				      u->p.m.size);
 		verify_and_install(ctx, u, now);
 		return;
@@ -1018,7 +1016,7 @@ static void on_status(tlcm_ctx_t *ctx, upd_t *u, bool loaded,
 
 static void release(upd_t *u)
 {
-	upd_fetch_free(u->http);
+	up_http_free(u->http);
 	u->http = NULL;
 	if (u->fd >= 0)
 		close(u->fd);
@@ -1037,25 +1035,6 @@ static void release(upd_t *u)
 	free(u->tmp);
 	u->base = u->origin = u->device = u->model = u->file = u->param = NULL;
 	u->part = u->prev = u->tmp = NULL;
-}
-
-static bool valid_device(const char *s)
-{
-	size_t n = strlen(s);
-	if (n < 1 || n > 64)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
-			return false;
-	return true;
-}
-
-static bool loopback(const char *url)
-{
-	const char *h = strstr(url, "://");
-	h = h ? h + 3 : url;
-	return !strncmp(h, "127.", 4) || !strncmp(h, "localhost", 9) ||
-	       !strncmp(h, "[::1]", 5);
 }
 
 static int load_pending(tlcm_ctx_t *ctx, upd_t *u, const char *text)
@@ -1190,7 +1169,7 @@ static int init(tlcm_ctx_t *ctx, void *st)
 			      url);
 		return TLCM_EINVAL;
 	}
-	if (!valid_device(dev)) {
+	if (!up_http_valid_id(dev)) {
 		tlcm_node_log(ctx, TLCM_LOG_ERROR, "device_id: want "
 			      "[A-Za-z0-9._-]{1,64}, got '%s'", dev);
 		return TLCM_EINVAL;
@@ -1201,7 +1180,7 @@ static int init(tlcm_ctx_t *ctx, void *st)
 			      model);
 		return TLCM_EINVAL;
 	}
-	if (!strncmp(url, "http://", 7) && !loopback(url))
+	if (!strncmp(url, "http://", 7) && !up_http_loopback(url))
 		tlcm_node_log(ctx, TLCM_LOG_WARN, "url is plain http to "
 			      "another host: credentials travel unencrypted "
 			      "(the model itself is verified all the same)");
@@ -1275,14 +1254,10 @@ static int init(tlcm_ctx_t *ctx, void *st)
 	else if (key[0])
 		snprintf(u->hdr_auth, sizeof u->hdr_auth, "X-API-Key: %s", key);
 	snprintf(u->hdr_dev, sizeof u->hdr_dev, "X-Device-ID: %s", u->device);
-	struct utsname un;
-	if (uname(&un))
-		memset(&un, 0, sizeof un);
-	for (char *p = un.sysname; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	snprintf(u->ua, sizeof u->ua, "tinylcm/%s (%s; %s)", TINYLCM_VERSION,
-		 un.sysname, un.machine);
-	upd_fetch_opts_t fo = {
+	up_http_user_agent(u->ua, sizeof u->ua);
+	/* base "": the check and the download name whole URLs; no total
+	 * timeout but the check's: low_speed_* end a stalled download */
+	up_http_opts_t fo = {
 		.ca_file = tlcm_param_str(ctx, "ca_file"),
 		.ca_path = tlcm_param_str(ctx, "ca_path"),
 		.user_agent = u->ua,
@@ -1292,8 +1267,9 @@ static int init(tlcm_ctx_t *ctx, void *st)
 							    "low_speed_time"),
 		.low_speed_bytes = (long)tlcm_param_size(ctx,
 							 "low_speed_limit"),
+		.max_response = 1 << 20,
 	};
-	rc = upd_fetch_new(&u->http, &fo, why, sizeof why);
+	rc = up_http_new(&u->http, &fo, why, sizeof why);
 	if (rc) {
 		tlcm_node_log(ctx, TLCM_LOG_ERROR, "%s", why);
 		release(u);
@@ -1328,7 +1304,7 @@ static void fini(tlcm_ctx_t *ctx, void *st)
  * recorded, the rest comes next time. */
 static void stop_download(tlcm_ctx_t *ctx, upd_t *u)
 {
-	upd_fetch_cancel(u->http);
+	up_http_cancel(u->http);
 	if (u->fd < 0)
 		return;
 	struct stat st;
@@ -1374,7 +1350,7 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 {
 	upd_t *u = st;
 	u->ctx = ctx;
-	if (u->finish && !upd_fetch_busy(u->http))
+	if (u->finish && !up_http_busy(u->http))
 		return TLCM_ECLOSED;
 	if (tlcm_stopping(ctx)) {
 		stop_download(ctx, u);
@@ -1399,7 +1375,7 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 	uint64_t until = now + u->budget_ns;
 	for (;;) {
 		now = tlcm_now_ns();
-		if (!upd_fetch_busy(u->http)) {
+		if (!up_http_busy(u->http)) {
 			if (u->phase == PH_AWAIT && now >= u->deadline) {
 				roll_back(ctx, u, "no answer from the consumer "
 					  "within load_timeout", now);
@@ -1426,14 +1402,12 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 			if (u->phase != PH_IDLE || u->finish ||
 			    !(now >= u->next_check || u->check_now))
 				break;
-			begin_check(ctx, u, now);
+			begin_check(ctx, u);
 			continue;
 		}
-		int64_t left = (int64_t)(until - now);
-		int wait = now - u->req_started > SLOW_NS || left <= 0
-				   ? 0 : (int)(left / 1000000);
-		upd_result_t r;
-		if (upd_fetch_poll(u->http, wait, &r) != 1)
+		up_resp_t r;
+		if (up_http_poll(u->http, up_http_wait_ms(u->http, now, until),
+				 &r) != 1)
 			break;
 		now = tlcm_now_ns();
 		if (u->phase == PH_CHECK)
@@ -1443,12 +1417,12 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 		if (tlcm_now_ns() >= until)
 			break;
 	}
-	if (u->finish && !upd_fetch_busy(u->http))
+	if (u->finish && !up_http_busy(u->http))
 		return TLCM_ECLOSED;
 	uint64_t period;
 	now = tlcm_now_ns();
-	if (upd_fetch_busy(u->http))
-		period = now - u->req_started > SLOW_NS ? 10000000u : 1000000u;
+	if (up_http_busy(u->http))
+		period = up_http_period_ns(u->http, now);
 	else if (u->phase == PH_AWAIT || u->phase == PH_RESTORE)
 		period = u->deadline > now ? u->deadline - now : 1000000u;
 	else

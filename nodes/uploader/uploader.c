@@ -74,7 +74,6 @@ enum { EXIT_NEVER, EXIT_SYNC, EXIT_DRAINED };
 #define FB_PAGES 16       /* feedback pages per sync */
 #define REPORTS 16        /* deployment outcomes reported per sync */
 #define POISON_AFTER 3    /* failures before a package waits alone */
-#define SLOW_NS 50000000u /* a request pending this long is polled */
 #define FB_EMITTED 1u
 #define FB_ACKED 2u
 
@@ -118,7 +117,7 @@ typedef struct {
 	/* the sync */
 	up_link_t link;
 	int phase, req;
-	uint64_t req_started, sync_started, next_sync, retry_at;
+	uint64_t sync_started, next_sync, retry_at;
 	unsigned gattempt;
 	bool sync_now, image_sync, finish, reemit;
 	uint64_t sync_no;
@@ -1077,18 +1076,17 @@ static uint64_t backoff(up_t *u)
 
 static int start(up_t *u, int req, const char *method, const char *path,
 		 const char *const *hdrs, const void *body, size_t len,
-		 uint64_t timeout_ns, uint64_t now)
+		 uint64_t timeout_ns)
 {
 	int rc = up_http_start(u->http, method, path, hdrs, body, len,
 			       timeout_ns);
 	if (rc)
 		return rc;
 	u->req = req;
-	u->req_started = now;
 	return 0;
 }
 
-static int start_register(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
+static int start_register(tlcm_ctx_t *ctx, up_t *u)
 {
 	/* no registration without its secret on disk: a lost answer would
 	 * lock us out (409) for good */
@@ -1142,10 +1140,10 @@ static int start_register(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
 			   u->api_key[0] && u->token[0] ? u->hdr_key : NULL,
 			   NULL};
 	return start(u, RQ_REGISTER, "POST", "/devices/register", h,
-		     u->req_body, strlen(u->req_body), 0, now);
+		     u->req_body, strlen(u->req_body), 0);
 }
 
-static int start_package(up_t *u, uint64_t now)
+static int start_package(up_t *u)
 {
 	char idem[64], ctype[] = "Content-Type: application/x-tinylcm-package";
 	snprintf(idem, sizeof idem, "Idempotency-Key: %s", u->cur.id);
@@ -1153,20 +1151,20 @@ static int start_package(up_t *u, uint64_t now)
 			   "Accept: application/json",
 			   u->hdr_auth[0] ? u->hdr_auth : NULL, NULL};
 	return start(u, RQ_PACKAGE, "POST", "/packages", h, u->cur_pkg,
-		     u->cur_len, 0, now);
+		     u->cur_len, 0);
 }
 
-static int start_feedback(up_t *u, uint64_t now)
+static int start_feedback(up_t *u)
 {
 	char path[160];
 	snprintf(path, sizeof path, "/devices/%s/feedback?limit=%u",
 		 u->device, u->feedback_limit);
 	const char *h[] = {u->hdr_dev, "Accept: application/json",
 			   u->hdr_auth[0] ? u->hdr_auth : NULL, NULL};
-	return start(u, RQ_FEEDBACK, "GET", path, h, NULL, 0, 0, now);
+	return start(u, RQ_FEEDBACK, "GET", path, h, NULL, 0, 0);
 }
 
-static int start_ack(up_t *u, uint64_t now)
+static int start_ack(up_t *u)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON *a = cJSON_AddArrayToObject(o, "ids");
@@ -1183,7 +1181,7 @@ static int start_ack(up_t *u, uint64_t now)
 			   "Accept: application/json",
 			   u->hdr_auth[0] ? u->hdr_auth : NULL, NULL};
 	return start(u, RQ_ACK, "POST", path, h, u->req_body,
-		     strlen(u->req_body), 0, now);
+		     strlen(u->req_body), 0);
 }
 
 /* ---- graph deployment (deploy.h) ------------------------------------------ */
@@ -1195,7 +1193,7 @@ static void http_trouble(tlcm_ctx_t *ctx, up_t *u, const char *what,
 /* Report the oldest outcome the runner left: 0 (started), TLCM_ENOENT
  * (none left). An outcome file that is not the runner's JSON is removed
  * (it cannot be reported) with a warning. */
-static int start_report(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
+static int start_report(tlcm_ctx_t *ctx, up_t *u)
 {
 	for (;;) {
 		if (u->reports >= REPORTS ||
@@ -1235,12 +1233,12 @@ static int start_report(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
 				   "Accept: application/json",
 				   u->hdr_auth[0] ? u->hdr_auth : NULL, NULL};
 		return start(u, RQ_REPORT, "POST", rpath, h, u->req_body,
-			     strlen(u->req_body), 0, now);
+			     strlen(u->req_body), 0);
 	}
 }
 
 /* GET our graph, If-None-Match the one we have. */
-static int start_graph(up_t *u, uint64_t now)
+static int start_graph(up_t *u)
 {
 	char path[700], why[200], *etag = NULL, inm[100] = "";
 	size_t len;
@@ -1256,7 +1254,7 @@ static int start_graph(up_t *u, uint64_t now)
 			   inm[0] ? inm : NULL, NULL};
 	if (!h[2]) /* no auth header: keep If-None-Match in the list */
 		h[2] = h[3], h[3] = NULL;
-	return start(u, RQ_GRAPH, "GET", rpath, h, NULL, 0, 0, now);
+	return start(u, RQ_GRAPH, "GET", rpath, h, NULL, 0, 0);
 }
 
 /* The feedback is done: the deployment phases, or the sync ends. */
@@ -1372,11 +1370,11 @@ static int step(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
 		switch (u->phase) {
 		case PH_PING:
 			return start(u, RQ_PING, "GET", "/ping", NULL, NULL, 0,
-				     u->ping_timeout_ns, now);
+				     u->ping_timeout_ns);
 		case PH_REGISTER:
 			if (u->do_register && (u->need_register ||
 					       !u->registered))
-				return start_register(ctx, u, now);
+				return start_register(ctx, u);
 			u->phase = PH_UPLOAD;
 			continue;
 		case PH_UPLOAD: {
@@ -1387,7 +1385,7 @@ static int step(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
 			}
 			if (rc)
 				return rc;
-			return start_package(u, now);
+			return start_package(u);
 		}
 		case PH_FEEDBACK:
 			if (!u->do_feedback || u->fb_pages >= FB_PAGES) {
@@ -1397,11 +1395,11 @@ static int step(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
 				continue;
 			}
 			u->fb_pages++;
-			return start_feedback(u, now);
+			return start_feedback(u);
 		case PH_ACK:
-			return start_ack(u, now);
+			return start_ack(u);
 		case PH_REPORT: {
-			int rc = start_report(ctx, u, now);
+			int rc = start_report(ctx, u);
 			if (rc == TLCM_ENOENT) {
 				u->phase = PH_GRAPH;
 				continue;
@@ -1409,7 +1407,7 @@ static int step(tlcm_ctx_t *ctx, up_t *u, uint64_t now)
 			return rc;
 		}
 		case PH_GRAPH:
-			return start_graph(u, now);
+			return start_graph(u);
 		default:
 			return 0;
 		}
@@ -1714,25 +1712,6 @@ static void release(up_t *u)
 	u->device = u->api_key = u->base = NULL;
 }
 
-static bool valid_device(const char *s)
-{
-	size_t n = strlen(s);
-	if (n < 1 || n > 64)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
-			return false;
-	return true;
-}
-
-static bool loopback(const char *url)
-{
-	const char *h = strstr(url, "://");
-	h = h ? h + 3 : url;
-	return !strncmp(h, "127.", 4) || !strncmp(h, "localhost", 9) ||
-	       !strncmp(h, "[::1]", 5);
-}
-
 static int init(tlcm_ctx_t *ctx, void *st)
 {
 	up_t *u = st;
@@ -1754,7 +1733,7 @@ static int init(tlcm_ctx_t *ctx, void *st)
 			      url);
 		return TLCM_EINVAL;
 	}
-	if (!valid_device(dev)) {
+	if (!up_http_valid_id(dev)) {
 		tlcm_node_log(ctx, TLCM_LOG_ERROR, "device_id: want "
 			      "[A-Za-z0-9._-]{1,64}, got '%s'", dev);
 		return TLCM_EINVAL;
@@ -1767,7 +1746,7 @@ static int init(tlcm_ctx_t *ctx, void *st)
 			      ca, strerror(errno));
 		return TLCM_EINVAL;
 	}
-	if (!strncmp(url, "http://", 7) && !loopback(url))
+	if (!strncmp(url, "http://", 7) && !up_http_loopback(url))
 		tlcm_node_log(ctx, TLCM_LOG_WARN, "url is plain http to "
 			      "another host: packages and credentials travel "
 			      "unencrypted");
@@ -1844,7 +1823,7 @@ static int init(tlcm_ctx_t *ctx, void *st)
 		}
 	}
 	const char *grp = tlcm_param_str(ctx, "group");
-	if (grp[0] && (!valid_device(grp) || !strcmp(grp, ".") ||
+	if (grp[0] && (!up_http_valid_id(grp) || !strcmp(grp, ".") ||
 		       !strcmp(grp, ".."))) {
 		tlcm_node_log(ctx, TLCM_LOG_ERROR, "group: want "
 			      "[A-Za-z0-9._-]{1,64}, got '%s'", grp);
@@ -1892,13 +1871,7 @@ static int init(tlcm_ctx_t *ctx, void *st)
 	set_auth_headers(u);
 	snprintf(u->hdr_dev, sizeof u->hdr_dev, "X-Device-ID: %s", u->device);
 	snprintf(u->hdr_key, sizeof u->hdr_key, "X-API-Key: %s", u->api_key);
-	struct utsname un;
-	if (uname(&un))
-		memset(&un, 0, sizeof un);
-	for (char *p = un.sysname; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	snprintf(u->ua, sizeof u->ua, "tinylcm/%s (%s; %s)", TINYLCM_VERSION,
-		 un.sysname, un.machine);
+	up_http_user_agent(u->ua, sizeof u->ua);
 	up_http_opts_t ho = {
 		.base = u->base,
 		.ca_file = tlcm_param_str(ctx, "ca_file"),
@@ -2045,11 +2018,10 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 		}
 		/* wait on the network within the budget; a request that
 		 * has been slow for a while is only looked at */
-		int64_t left = (int64_t)(deadline - now);
-		int wait = now - u->req_started > SLOW_NS || left <= 0
-			   ? 0 : (int)(left / 1000000);
 		up_resp_t r;
-		int rc = up_http_poll(u->http, wait, &r);
+		int rc = up_http_poll(u->http,
+				      up_http_wait_ms(u->http, now, deadline),
+				      &r);
 		if (rc != 1)
 			break;
 		on_done(ctx, u, &r, tlcm_now_ns());
@@ -2062,7 +2034,7 @@ static int tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
 	uint64_t period;
 	now = tlcm_now_ns();
 	if (up_http_busy(u->http))
-		period = now - u->req_started > SLOW_NS ? 10000000u : 1000000u;
+		period = up_http_period_ns(u->http, now);
 	else if (u->phase != PH_IDLE)
 		period = 1000000u;
 	else {
