@@ -29,7 +29,7 @@ static void load_stream(const char *path)
 {
 	FILE *f = fopen(path, "r");
 	if (!f) {
-		fprintf(stderr, "FAIL: cannot open %s\n", path);
+		TLCM__FAIL("cannot open %s", path);
 		exit(1);
 	}
 	while (nstream < 2000 && fscanf(f, "%lf", &stream[nstream]) == 1)

@@ -280,7 +280,7 @@ static int run(const char *type, const char *params, uint64_t start,
 		 type, params);
 	int fd = mkstemps(path, 5);
 	if (fd < 0 || write(fd, yaml, strlen(yaml)) != (ssize_t)strlen(yaml)) {
-		fprintf(stderr, "FAIL: cannot write %s\n", path);
+		TLCM__FAIL("cannot write %s", path);
 		exit(1);
 	}
 	close(fd);

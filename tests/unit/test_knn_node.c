@@ -254,7 +254,7 @@ static int run(const item_t *script, size_t n, const char *params,
 		 store ? ", store: " : "", store ? store : "", params);
 	int fd = mkstemps(path, 5);
 	if (fd < 0 || write(fd, yaml, strlen(yaml)) != (ssize_t)strlen(yaml)) {
-		fprintf(stderr, "FAIL: cannot write %s\n", path);
+		TLCM__FAIL("cannot write %s", path);
 		exit(1);
 	}
 	close(fd);

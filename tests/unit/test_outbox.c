@@ -953,7 +953,7 @@ int main(int argc, char **argv)
 	tlcm_log_level = TLCM_LOG_ERROR;
 	snprintf(root, sizeof root, "/tmp/tlcm-outbox-test-XXXXXX");
 	if (!mkdtemp(root)) {
-		fprintf(stderr, "FAIL: mkdtemp\n");
+		TLCM__FAIL("mkdtemp");
 		return 1;
 	}
 	order();

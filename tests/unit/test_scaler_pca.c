@@ -79,7 +79,7 @@ static void write_file(const char *path, const void *data, size_t len)
 {
 	FILE *f = fopen(path, "wb");
 	if (!f || fwrite(data, 1, len, f) != len || fclose(f)) {
-		fprintf(stderr, "FAIL: cannot write %s\n", path);
+		TLCM__FAIL("cannot write %s", path);
 		exit(1);
 	}
 }
@@ -454,7 +454,7 @@ static int run_graph(const char *tspc, int dim, tlcm_run_result_t *res)
 		 "  - { from: pca.out, to: out.in }\n", dim, tspc);
 	int fd = mkstemps(path, 5);
 	if (fd < 0 || write(fd, yaml, strlen(yaml)) != (ssize_t)strlen(yaml)) {
-		fprintf(stderr, "FAIL: cannot write %s\n", path);
+		TLCM__FAIL("cannot write %s", path);
 		exit(1);
 	}
 	close(fd);

@@ -414,7 +414,7 @@ static tlcm_graph_t *load(const char *yaml, const char *const *sets,
 	char path[] = "/tmp/tlcm-test-XXXXXX.yaml";
 	int fd = mkstemps(path, 5);
 	if (fd < 0 || write(fd, yaml, strlen(yaml)) != (ssize_t)strlen(yaml)) {
-		fprintf(stderr, "FAIL: cannot write %s\n", path);
+		TLCM__FAIL("cannot write %s", path);
 		exit(1);
 	}
 	close(fd);

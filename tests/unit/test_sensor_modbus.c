@@ -43,7 +43,7 @@ static void start_server(int p)
 	snprintf(ps, sizeof ps, "%d", p);
 	char *argv[] = {(char *)server_bin, ps, NULL};
 	if (posix_spawn(&server, server_bin, &fa, NULL, argv, environ)) {
-		fprintf(stderr, "FAIL: cannot start %s\n", server_bin);
+		TLCM__FAIL("cannot start %s", server_bin);
 		exit(1);
 	}
 	posix_spawn_file_actions_destroy(&fa);
@@ -53,7 +53,7 @@ static void start_server(int p)
 	close(fds[0]);
 	port = n > 0 ? atoi(buf) : 0;
 	if (port <= 0) {
-		fprintf(stderr, "FAIL: the modbus server did not start\n");
+		TLCM__FAIL("the modbus server did not start");
 		exit(1);
 	}
 }
@@ -177,7 +177,7 @@ static int run(const char *registers, unsigned count)
 		 "  - { from: m.out, to: out.in }\n", port, count, registers);
 	int fd = mkstemps(path, 5);
 	if (fd < 0 || write(fd, yaml, strlen(yaml)) != (ssize_t)strlen(yaml)) {
-		fprintf(stderr, "FAIL: cannot write %s\n", path);
+		TLCM__FAIL("cannot write %s", path);
 		exit(1);
 	}
 	close(fd);

@@ -98,7 +98,7 @@ static int run(const char *root, const char *extra, unsigned count)
 		 "  - { from: s.out, to: out.in }\n", root, count, extra);
 	int fd = mkstemps(path, 5);
 	if (fd < 0 || write(fd, yaml, strlen(yaml)) != (ssize_t)strlen(yaml)) {
-		fprintf(stderr, "FAIL: cannot write %s\n", path);
+		TLCM__FAIL("cannot write %s", path);
 		exit(1);
 	}
 	close(fd);

@@ -97,7 +97,7 @@ static void write_file(const char *path, const void *p, size_t n)
 {
 	FILE *f = fopen(path, "wb");
 	if (!f || fwrite(p, 1, n, f) != n || fclose(f)) {
-		fprintf(stderr, "FAIL: cannot write %s\n", path);
+		TLCM__FAIL("cannot write %s", path);
 		exit(1);
 	}
 }
@@ -170,7 +170,7 @@ static void copy_file(const char *from, const char *to)
 		fclose(f);
 	}
 	if (!t) {
-		fprintf(stderr, "FAIL: cannot read %s\n", from);
+		TLCM__FAIL("cannot read %s", from);
 		exit(1);
 	}
 	write_file(to, t, n);
@@ -563,7 +563,7 @@ static int srv_start(srv_t *s, const char *name)
 			break;
 		msleep(10);
 	}
-	fprintf(stderr, "FAIL: %s did not start\n", server_bin);
+	TLCM__FAIL("%s did not start", server_bin);
 	return -1;
 }
 
@@ -607,7 +607,7 @@ static char *srv_ctl(const char *method, const char *path, const char *body)
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(c);
 	if (rc || status != 200) {
-		fprintf(stderr, "FAIL: control %s %s: %s, HTTP %ld: %s\n",
+		TLCM__FAIL("control %s %s: %s, HTTP %ld: %s",
 			method, path, curl_easy_strerror(rc), status,
 			out ? out : "");
 		tlcm_test_failures++;
@@ -907,7 +907,7 @@ static int run_yaml(const char *yaml)
 	snprintf(path, sizeof path, "%s/graph-XXXXXX.yaml", root);
 	int fd = mkstemps(path, 5);
 	if (fd < 0 || write(fd, yaml, strlen(yaml)) != (ssize_t)strlen(yaml)) {
-		fprintf(stderr, "FAIL: cannot write %s\n", path);
+		TLCM__FAIL("cannot write %s", path);
 		exit(1);
 	}
 	close(fd);
@@ -1478,7 +1478,7 @@ static char check_intact(const dev_t_ *d)
 	CHECK(sha_of(d->file, h));
 	bool v3 = !strcmp(h, v3_sha), v4 = !strcmp(h, v4_sha);
 	if (!v3 && !v4)
-		fprintf(stderr, "  FAIL: %s is neither v3 nor v4 (%.16s)\n",
+		TLCM__FAIL("%s is neither v3 nor v4 (%.16s)",
 			d->file, h);
 	CHECK(v3 || v4);
 	tlcm_model_t *m = NULL;
@@ -1627,7 +1627,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (sodium_init() < 0) {
-		fprintf(stderr, "FAIL: sodium_init\n");
+		TLCM__FAIL("sodium_init");
 		return 1;
 	}
 	snprintf(root, sizeof root, "/tmp/tlcm-upd-XXXXXX");

@@ -146,13 +146,13 @@ static int srv_start(srv_t *s, const char *name, const char *const *extra)
 		}
 		int st;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
-			fprintf(stderr, "FAIL: %s exited at start\n",
+			TLCM__FAIL("%s exited at start",
 				server_bin);
 			return -1;
 		}
 		msleep(10);
 	}
-	fprintf(stderr, "FAIL: %s did not start\n", server_bin);
+	TLCM__FAIL("%s did not start", server_bin);
 	return -1;
 }
 
@@ -198,7 +198,7 @@ static char *srv_ctl(srv_t *s, const char *method, const char *path,
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(c);
 	if (rc || status != 200) {
-		fprintf(stderr, "FAIL: control %s %s: %s, HTTP %ld: %s\n",
+		TLCM__FAIL("control %s %s: %s, HTTP %ld: %s",
 			method, path, curl_easy_strerror(rc), status,
 			out ? out : "");
 		tlcm_test_failures++;
@@ -377,7 +377,7 @@ static tlcm_store_t *open_store(const char *path)
 	tlcm_store_t *s = NULL;
 	int rc = tlcm_store_open(&s, path, &o, why, sizeof why);
 	if (rc)
-		fprintf(stderr, "FAIL: open %s: %s\n", path, why);
+		TLCM__FAIL("open %s: %s", path, why);
 	CHECK_INT(rc, 0);
 	return s;
 }
@@ -807,7 +807,7 @@ static int run_yaml(const char *yaml, tlcm_run_result_t *res)
 	snprintf(path, sizeof path, "%s/graph-XXXXXX.yaml", root);
 	int fd = mkstemps(path, 5);
 	if (fd < 0 || write(fd, yaml, strlen(yaml)) != (ssize_t)strlen(yaml)) {
-		fprintf(stderr, "FAIL: cannot write %s\n", path);
+		TLCM__FAIL("cannot write %s", path);
 		exit(1);
 	}
 	close(fd);
