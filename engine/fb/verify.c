@@ -91,7 +91,7 @@ int tlcm_fb_verify_buffer(const void *buf, size_t len, const char *ident,
 		goto out;
 	}
 	tlcm_fb_verifier_t v = {.buf = p, .len = (uint32_t)len};
-	uint32_t root;
+	uint32_t root = 0; /* set when rc is 0; gcc -O3 cannot tell */
 	rc = tlcm_fb_verify_uoffset_at(&v, (uint32_t)start, type, "(root)",
 				       &root);
 	if (!rc)
@@ -214,7 +214,7 @@ int tlcm_fb_verify_vector_at(tlcm_fb_verifier_t *v, uint32_t pos,
 int tlcm_fb_verify_string_at(tlcm_fb_verifier_t *v, uint32_t pos,
 			     const char *type, const char *field)
 {
-	uint32_t n;
+	uint32_t n = 0;
 	int rc = tlcm_fb_verify_vector_at(v, pos, 1, 1, type, field, &n);
 	if (rc)
 		return rc;

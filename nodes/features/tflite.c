@@ -1031,7 +1031,7 @@ static float half_to_float(uint16_t h)
  * becomes a float32 constant; no op is written. */
 static int dequantize(conv_t *c, tflite_Operator_table_t op)
 {
-	int x, y, rc;
+	int x = 0, y, rc; /* set when op_input returns 0 */
 	if ((rc = op_input(c, op, 0, false, &x)))
 		return rc;
 	tensor_t *in = &c->tensors[x];

@@ -442,7 +442,8 @@ static void refuse(tlcm_ctx_t *ctx, upd_t *u, const upd_meta_t *m,
 {
 	u->refused++;
 	snprintf(u->last_code, sizeof u->last_code, "%s", code);
-	snprintf(u->last_reason, sizeof u->last_reason, "%s", why);
+	snprintf(u->last_reason, sizeof u->last_reason, "%.*s",
+		 (int)sizeof u->last_reason - 1, why); /* cut if longer */
 	tlcm_node_log(ctx, TLCM_LOG_WARN, "refused: %s [%s]; running v%"
 		      PRIu64 " stays", why, code, u->running);
 	event(ctx, u, tlcm_ModelEventKind_Refused, m ? m->version : 0,

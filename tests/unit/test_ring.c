@@ -229,7 +229,7 @@ static void threads(tlcm_edge_policy_t pol, bool batch, uint64_t n)
 		const tlcm_msg_t *ms[32];
 		size_t k = tlcm_ring_peek_many(r, ms, 1 + got % 32);
 		for (size_t i = 0; i < k; i++) {
-			uint64_t v;
+			uint64_t v = 0; /* check() leaves it on a short message */
 			bool ok = check(ms[i], &v);
 			bad += !ok || v <= last ||
 			       (pol == TLCM_EDGE_BLOCK && v != last + 1);
@@ -282,7 +282,7 @@ static void processes(void)
 				break;
 			continue;
 		}
-		uint64_t v;
+		uint64_t v = 0;
 		bad += !check(m, &v) || v != last + 1;
 		last = v;
 		got++;
