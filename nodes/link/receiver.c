@@ -15,6 +15,7 @@
 
 #include "engine/error.h"
 #include "engine/log.h"
+#include "nodes/link/deadline.h"
 #include "engine/node.h"
 #include "nodes/link/be64.h"
 #include "nodes/link/receiver.h"
@@ -295,12 +296,7 @@ static bool hold_back(link_receiver_t *r, conn_t *c, nng_aio *aio,
 			break;
 		}
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		link_deadline(CLOCK_REALTIME, 50000000u, &ts);
 		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
 		if (mono_ns() < next_ack)
 			continue;
@@ -721,10 +717,7 @@ const link_rx_batch_t *link_receiver_take(link_receiver_t *r,
 	pthread_mutex_lock(&r->mu);
 	if (!r->head && wait_ns) {
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		uint64_t ns = (uint64_t)ts.tv_nsec + wait_ns;
-		ts.tv_sec += (time_t)(ns / 1000000000u);
-		ts.tv_nsec = (long)(ns % 1000000000u);
+		link_deadline(CLOCK_REALTIME, wait_ns, &ts);
 		while (!r->head &&
 		       pthread_cond_timedwait(&r->cv, &r->mu, &ts) == 0)
 			;

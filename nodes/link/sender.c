@@ -8,6 +8,7 @@
 
 #include "engine/error.h"
 #include "engine/log.h"
+#include "nodes/link/deadline.h"
 #include "nodes/link/sender.h"
 
 struct link_sender {
@@ -43,10 +44,7 @@ static int ms(uint64_t ns)
 static bool nap(link_sender_t *s, uint64_t ns)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ns += (uint64_t)ts.tv_nsec;
-	ts.tv_sec += (time_t)(ns / 1000000000u);
-	ts.tv_nsec = (long)(ns % 1000000000u);
+	link_deadline(CLOCK_MONOTONIC, ns, &ts);
 	pthread_mutex_lock(&s->mu);
 	while (!s->stop &&
 	       pthread_cond_timedwait(&s->cv, &s->mu, &ts) == 0)

@@ -10,6 +10,7 @@
 
 #include "engine/error.h"
 #include "nodes/link/be64.h"
+#include "nodes/link/deadline.h"
 #include "nodes/link/txq.h"
 
 typedef struct {
@@ -271,19 +272,11 @@ int link_txq_ack(link_txq_t *q, uint64_t seq)
 	return rc;
 }
 
-static void deadline(struct timespec *ts, uint64_t ns)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ns += (uint64_t)ts->tv_nsec;
-	ts->tv_sec += (time_t)(ns / 1000000000u);
-	ts->tv_nsec = (long)(ns % 1000000000u);
-}
-
 int link_txq_next(link_txq_t *q, uint64_t after, uint64_t wait_ns,
 		  uint64_t *seq, void **frame, size_t *len)
 {
 	struct timespec ts;
-	deadline(&ts, wait_ns);
+	link_deadline(CLOCK_MONOTONIC, wait_ns, &ts);
 	pthread_mutex_lock(&q->mu);
 	for (;;) {
 		/* entries are in seq order: find the first > after */
@@ -319,7 +312,7 @@ int link_txq_next(link_txq_t *q, uint64_t after, uint64_t wait_ns,
 bool link_txq_wait_room(link_txq_t *q, size_t len, uint64_t wait_ns)
 {
 	struct timespec ts;
-	deadline(&ts, wait_ns);
+	link_deadline(CLOCK_MONOTONIC, wait_ns, &ts);
 	pthread_mutex_lock(&q->mu);
 	bool ok;
 	for (;;) {

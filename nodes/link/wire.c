@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "engine/error.h"
+#include "nodes/link/deadline.h"
 #include "nodes/link/wire.h"
 
 #include <nng/supplemental/tls/tls.h>
@@ -350,12 +351,7 @@ void link_join_io(pthread_t t, nng_aio *aio)
 	for (;;) {
 		nng_aio_cancel(aio);
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 20000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		link_deadline(CLOCK_REALTIME, 20000000u, &ts);
 		if (pthread_timedjoin_np(t, NULL, &ts) != ETIMEDOUT)
 			return;
 	}
