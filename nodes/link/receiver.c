@@ -15,9 +15,9 @@
 
 #include "engine/error.h"
 #include "engine/log.h"
-#include "nodes/link/deadline.h"
 #include "engine/node.h"
 #include "nodes/link/be64.h"
+#include "nodes/link/deadline.h"
 #include "nodes/link/receiver.h"
 
 #define SAT_FAMILY "satellites"
