@@ -384,15 +384,58 @@ static int run_nng(uint64_t per_sat, double rate, double *eps, double *p50,
 #define PACED_SECONDS 3.0
 
 static void report_pair(const char *kase, const char *sync, double v50,
-			double v99, double n50, double n99, size_t n)
+			double v99, double n50, double n99, size_t n, int runs)
 {
 	char k[128];
 	bench_base_t b50 = {"raw_nng_push_pull", n50};
 	bench_base_t b99 = {"raw_nng_push_pull", n99};
 	snprintf(k, sizeof k, "%s_sync_%s_latency_p50", kase, sync);
-	bench_report("link", k, "us", v50, n, 1, &b50, 1);
+	bench_report("link", k, "us", v50, n, runs, &b50, 1);
 	snprintf(k, sizeof k, "%s_sync_%s_latency_p99", kase, sync);
-	bench_report("link", k, "us", v99, n, 1, &b99, 1);
+	bench_report("link", k, "us", v99, n, runs, &b99, 1);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+#define MAX_ROUNDS 64
+/* One figure per round; medians reported. */
+enum { F_EPS, F_S50, F_S99, F_P50, F_P99, F_RATIO, NF };
+
+/* A round: raw NNG (full and paced), then the link per sync policy
+ * (full and paced), side by side, so each ratio is of one round. */
+static int round_once(const char *dir, const bench_opts_t *o,
+		      uint64_t per_sat, uint64_t paced, double rate,
+		      double nng[NF], double lk[2][NF])
+{
+	double pe;
+	if (run_nng(per_sat, 0, &nng[F_EPS], &nng[F_S50], &nng[F_S99]) ||
+	    run_nng(paced, rate, &pe, &nng[F_P50], &nng[F_P99])) {
+		fprintf(stderr, "link: raw NNG baseline failed\n");
+		return 1;
+	}
+	const tlcm_sync_t pol[] = {TLCM_SYNC_BATCH, TLCM_SYNC_ALWAYS};
+	for (size_t p = 0; p < 2; p++) {
+		if (o->sync && strcmp(o->sync, tlcm_sync_name(pol[p])))
+			continue;
+		double *f = lk[p];
+		if (run_link(dir, pol[p], per_sat, 0, &f[F_EPS], &f[F_S50],
+			     &f[F_S99]) ||
+		    run_link(dir, pol[p], paced, rate, &pe, &f[F_P50],
+			     &f[F_P99]))
+			return 1;
+		f[F_RATIO] = f[F_EPS] / nng[F_EPS];
+	}
+	return 0;
 }
 
 int bench_suite_link(const bench_opts_t *o)
@@ -407,17 +450,35 @@ int bench_suite_link(const bench_opts_t *o)
 	if (paced < 5)
 		paced = 5;
 	paced *= BATCH;
+	int runs = o->runs < 1 ? 1 : o->runs > MAX_ROUNDS ? MAX_ROUNDS : o->runs;
 	char dir[] = "/tmp/tlcm-bench-link-XXXXXX";
 	if (!mkdtemp(dir))
 		return 1;
 	tlcm_log_level = TLCM_LOG_WARN;
-	double ne, n50, n99, pe, p50n, p99n;
-	fprintf(stderr, "link: raw NNG push/pull, %d x %" PRIu64 " events, "
-		"then paced at %.0f events/s\n", NSAT, per_sat, PACED_EPS);
-	if (run_nng(per_sat, 0, &ne, &n50, &n99) ||
-	    run_nng(paced, rate, &pe, &p50n, &p99n)) {
-		fprintf(stderr, "link: raw NNG baseline failed\n");
+	fprintf(stderr, "link: %d rounds (after a warm-up) of raw NNG "
+		"push/pull and the link under each sync policy, %d x %" PRIu64
+		" events, then paced at %.0f events/s\n", runs, NSAT, per_sat,
+		PACED_EPS);
+	static double nng[MAX_ROUNDS][NF], lk[MAX_ROUNDS][2][NF];
+	double wn[NF], wl[2][NF];
+	uint64_t wu = per_sat / 10 - per_sat / 10 % BATCH;
+	int rc = round_once(dir, o, wu > BATCH ? wu : BATCH, 5 * BATCH, rate,
+			    wn, wl);
+	for (int r = 0; !rc && r < runs; r++) {
+		fprintf(stderr, "link: round %d of %d\n", r + 1, runs);
+		rc = round_once(dir, o, per_sat, paced, rate, nng[r], lk[r]);
+	}
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	if (system(cmd))
+		fprintf(stderr, "link: cannot remove %s\n", dir);
+	if (rc)
 		return 1;
+	double v[MAX_ROUNDS], m[NF], mn[NF];
+	for (int f = 0; f < NF; f++) {
+		for (int r = 0; r < runs; r++)
+			v[r] = nng[r][f];
+		mn[f] = median(v, runs);
 	}
 	char pk[64];
 	snprintf(pk, sizeof pk, "sat10_16B_b%d_paced%.0fk", BATCH,
@@ -427,33 +488,29 @@ int bench_suite_link(const bench_opts_t *o)
 		const char *sn = tlcm_sync_name(pol[p]);
 		if (o->sync && strcmp(o->sync, sn))
 			continue;
-		double e, l50, l99;
-		fprintf(stderr, "link: %d satellites -> 1 core, sync %s\n",
-			NSAT, sn);
-		if (run_link(dir, pol[p], per_sat, 0, &e, &l50, &l99))
-			return 1;
+		for (int f = 0; f < NF; f++) {
+			for (int r = 0; r < runs; r++)
+				v[r] = lk[r][p][f];
+			m[f] = median(v, runs);
+		}
 		char kase[96];
-		bench_base_t bn = {"raw_nng_push_pull", ne};
+		size_t n = (size_t)(per_sat * NSAT);
+		bench_base_t bn = {"raw_nng_push_pull", mn[F_EPS]};
 		snprintf(kase, sizeof kase, "sat10_16B_b%d_acked_sync_%s",
 			 BATCH, sn);
-		bench_report("link", kase, "events_per_s", e,
-			     (size_t)(per_sat * NSAT), 1, &bn, 1);
+		bench_report("link", kase, "events_per_s", m[F_EPS], n, runs,
+			     &bn, 1);
+		/* the median of each round's own ratio */
 		snprintf(kase, sizeof kase, "sat10_16B_b%d_sync_%s_ratio_vs_nng",
 			 BATCH, sn);
-		bench_report("link", kase, "ratio", e / ne,
-			     (size_t)(per_sat * NSAT), 1, NULL, 0);
+		bench_report("link", kase, "ratio", m[F_RATIO], n, runs, NULL,
+			     0);
 		/* at full load the latency is the queues' fill time */
 		snprintf(kase, sizeof kase, "sat10_16B_b%d_saturated", BATCH);
-		report_pair(kase, sn, l50, l99, n50, n99,
-			    (size_t)(per_sat * NSAT));
-		fprintf(stderr, "link: paced, %.0f events/s offered, sync %s\n",
-			PACED_EPS, sn);
-		if (run_link(dir, pol[p], paced, rate, &e, &l50, &l99))
-			return 1;
-		report_pair(pk, sn, l50, l99, p50n, p99n,
-			    (size_t)(paced * NSAT));
+		report_pair(kase, sn, m[F_S50], m[F_S99], mn[F_S50],
+			    mn[F_S99], n, runs);
+		report_pair(pk, sn, m[F_P50], m[F_P99], mn[F_P50], mn[F_P99],
+			    (size_t)(paced * NSAT), runs);
 	}
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	return system(cmd) ? 1 : 0;
+	return 0;
 }
