@@ -33,6 +33,11 @@ uint64_t bench_now_ns(void);
 double bench_measure(const bench_opts_t *o, size_t n,
 		     void (*body)(void *ctx, size_t n), void *ctx);
 
+/* Sort v ascending in place. */
+void bench_sort(double *v, size_t n);
+/* The median of v (n > 0), sorting v in place. */
+double bench_median(double *v, int n);
+
 /* A baseline figure: name and value (same unit as the case). */
 typedef struct {
 	const char *name;

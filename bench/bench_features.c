@@ -48,18 +48,6 @@ typedef struct {
 	bool ok;
 } perf_t;
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n)
-{
-	qsort(v, n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static double pct(const double *sorted, size_t n, double p)
 {
 	size_t i = (size_t)((double)n * p);
@@ -98,7 +86,7 @@ static perf_t time_runtime(tlcm_xnn_t *x, tlcm_xnn_batch_t *b,
 	if (!lat)
 		return p;
 	p.fps = (double)n * 1e9 / (double)(bench_now_ns() - t0);
-	qsort(lat, n, sizeof *lat, cmp_double);
+	bench_sort(lat, n);
 	p.p50 = pct(lat, n, 0.50);
 	p.p99 = pct(lat, n, 0.99);
 	p.ok = true;
@@ -119,7 +107,8 @@ static perf_t median_perf(const perf_t *v, int n)
 		}
 	if ((int)k < n || !k)
 		return (perf_t){0};
-	return (perf_t){median(f, k), median(a, k), median(z, k), true};
+	return (perf_t){bench_median(f, (int)k), bench_median(a, (int)k),
+			bench_median(z, (int)k), true};
 }
 
 /* ---- the PyTorch baseline ---------------------------------------------------- */
@@ -441,11 +430,11 @@ static void bench_front(const bench_opts_t *o)
 	if (fd >= 0)
 		unlink(rep);
 	if (ok == runs) {
-		bench_base_t b = {"features_alone", median(alone, (size_t)ok)};
+		bench_base_t b = {"features_alone", bench_median(alone, ok)};
 		bench_report(SUITE, "front_graph", "frames_per_s",
-			     median(graph, (size_t)ok), count, ok, &b, 1);
+			     bench_median(graph, ok), count, ok, &b, 1);
 		bench_report(SUITE, "front_graph_overhead", "ratio",
-			     median(over, (size_t)ok), count, ok, NULL, 0);
+			     bench_median(over, ok), count, ok, NULL, 0);
 	}
 out:
 	tlcm_idx_file_free(&idx);

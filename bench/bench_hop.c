@@ -57,18 +57,11 @@ typedef struct {
 	double win_from, win_to, win_cpu_s, win_wall_s;
 } proc_t;
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 static double median(const double *v, int n)
 {
 	double t[MAXRUNS];
 	memcpy(t, v, (size_t)n * sizeof *t);
-	qsort(t, (size_t)n, sizeof t[0], cmp_double);
-	return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+	return bench_median(t, n);
 }
 
 static bool have_prog(const char *name)

@@ -188,17 +188,6 @@ static void compare(const server_t *sv, ctx_t *c)
 			same, total);
 }
 
-static double median(double *v, int n)
-{
-	for (int i = 1; i < n; i++) /* insertion sort: n <= 64 */
-		for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
-			double t = v[j];
-			v[j] = v[j - 1];
-			v[j - 1] = t;
-		}
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* One timed run of ours: queries/s. */
 static double our_run(ctx_t *c, size_t iters)
 {
@@ -288,18 +277,18 @@ static int one_size(const bench_opts_t *o, size_t n, size_t d)
 			cJSON_IsString(fe) ? fe->valuestring : "no figures");
 	bench_base_t base[2];
 	size_t nb = 0;
-	double faiss = got[0] ? median(t[0], got[0]) : 0;
+	double faiss = got[0] ? bench_median(t[0], got[0]) : 0;
 	if (got[0])
 		base[nb++] = (bench_base_t){"faiss_flat_l2", faiss};
 	if (got[1])
-		base[nb++] = (bench_base_t){"numpy", median(t[1], got[1])};
+		base[nb++] = (bench_base_t){"numpy", bench_median(t[1], got[1])};
 	if (got[1])
 		fprintf(stderr, "knn: n %zu d %zu: FAISS %.0f q/s, numpy (%s) "
 			"%.0f q/s\n", n, d, faiss,
 			cJSON_IsString(nv) ? nv->valuestring : "?",
 			base[nb - 1].value);
 	for (int v = 0; v < NVAR; v++) {
-		double ours = median(t[2 + v], got[2 + v]);
+		double ours = bench_median(t[2 + v], got[2 + v]);
 		char kase[96];
 		snprintf(kase, sizeof kase, "query_n%zu_d%zu_k%d%s", n, d, K,
 			 variants[v].suffix);

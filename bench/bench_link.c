@@ -395,18 +395,6 @@ static void report_pair(const char *kase, const char *sync, double v50,
 	bench_report("link", k, "us", v99, n, runs, &b99, 1);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 #define MAX_ROUNDS 64
 /* One figure per round; medians reported. */
 enum { F_EPS, F_S50, F_S99, F_P50, F_P99, F_RATIO, NF };
@@ -478,7 +466,7 @@ int bench_suite_link(const bench_opts_t *o)
 	for (int f = 0; f < NF; f++) {
 		for (int r = 0; r < runs; r++)
 			v[r] = nng[r][f];
-		mn[f] = median(v, runs);
+		mn[f] = bench_median(v, runs);
 	}
 	char pk[64];
 	snprintf(pk, sizeof pk, "sat10_16B_b%d_paced%.0fk", BATCH,
@@ -491,7 +479,7 @@ int bench_suite_link(const bench_opts_t *o)
 		for (int f = 0; f < NF; f++) {
 			for (int r = 0; r < runs; r++)
 				v[r] = lk[r][p][f];
-			m[f] = median(v, runs);
+			m[f] = bench_median(v, runs);
 		}
 		char kase[96];
 		size_t n = (size_t)(per_sat * NSAT);

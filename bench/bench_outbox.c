@@ -228,18 +228,6 @@ static int raw_drain(tlcm_store_t *s, const pkg_t *sorted, size_t n)
 	return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static double per_s(size_t n, uint64_t ns)
 {
 	return ns ? (double)n * 1e9 / (double)ns : 0;
@@ -330,18 +318,19 @@ static void policy_case(const bench_opts_t *o, tlcm_sync_t sync, size_t n,
 			"reported without it\n", pol);
 		nskipped++;
 	}
-	double e = median(enq, runs), d = median(drn, runs);
-	double pu = rawbad ? 0 : median(put, runs);
-	double gd = rawbad ? 0 : median(get, runs);
+	double e = bench_median(enq, runs), d = bench_median(drn, runs);
+	double pu = rawbad ? 0 : bench_median(put, runs);
+	double gd = rawbad ? 0 : bench_median(get, runs);
 	bench_base_t be[] = {{"store_put", pu}}, bd[] = {{"store_get_delete",
 							    gd}};
-	bench_base_t bc[] = {{"store_put", rawbad ? 0 : median(putcpu, runs)}};
+	double pc = rawbad ? 0 : bench_median(putcpu, runs);
+	bench_base_t bc[] = {{"store_put", pc}};
 	snprintf(kase, sizeof kase, "enqueue_4KiB_sync_%s", pol);
 	bench_report("outbox", kase, "packages_per_s", e, n, runs, be,
 		     rawbad ? 0 : 1);
 	snprintf(kase, sizeof kase, "enqueue_4KiB_sync_%s_cpu", pol);
 	bench_report("outbox", kase, "us_cpu_per_package",
-		     median(enqcpu, runs), n, runs, bc, rawbad ? 0 : 1);
+		     bench_median(enqcpu, runs), n, runs, bc, rawbad ? 0 : 1);
 	snprintf(kase, sizeof kase, "drain_4KiB_sync_%s", pol);
 	bench_report("outbox", kase, "packages_per_s", d, n, runs, bd,
 		     rawbad ? 0 : 1);
@@ -399,8 +388,8 @@ static void full_case(const bench_opts_t *o, size_t n,
 		return;
 	}
 	bench_report("outbox", "enqueue_4KiB_full_evicting_sync_batch",
-		     "packages_per_s", median(v, runs), n - half, runs, NULL,
-		     0);
+		     "packages_per_s", bench_median(v, runs), n - half, runs,
+		     NULL, 0);
 }
 
 /* Reopen a store holding n packages: the first call builds the index by
@@ -448,7 +437,8 @@ static void rebuild_case(const bench_opts_t *o, size_t n,
 	}
 	char kase[64];
 	snprintf(kase, sizeof kase, "index_rebuild_n%zu", n);
-	bench_report("outbox", kase, "ms", median(v, runs), n, runs, NULL, 0);
+	bench_report("outbox", kase, "ms", bench_median(v, runs), n, runs, NULL,
+		     0);
 }
 
 int bench_suite_outbox(const bench_opts_t *o)

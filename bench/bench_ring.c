@@ -526,22 +526,10 @@ static int clamp_runs(const bench_opts_t *o)
 	return o->runs < 1 ? 1 : o->runs > 64 ? 64 : o->runs;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return (x > y) - (x < y);
-}
-
-static double median(double *v, int k)
-{
-	qsort(v, (size_t)k, sizeof v[0], cmp_double);
-	return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
 }
 
 /* Index of the p-th percentile of n sorted samples, by nearest rank. */
@@ -695,13 +683,13 @@ int bench_suite_ring(const bench_opts_t *o)
 		for (size_t i = 1; i < 4; i++) {
 			if (e[i].ok)
 				base[nb++] = (bench_base_t){
-					e[i].name, median(e[i].v, runs)};
+					e[i].name, bench_median(e[i].v, runs)};
 			else
 				fprintf(stderr, "ring: %s: no %s baseline (see "
 					"above)\n", t->name, e[i].name);
 		}
 		bench_report("ring", t->name, "msgs_per_s",
-			     median(e[0].v, runs), n, runs, base, nb);
+			     bench_median(e[0].v, runs), n, runs, base, nb);
 	}
 
 	size_t n = scaled(o, LAT_N);
@@ -731,13 +719,15 @@ int bench_suite_ring(const bench_opts_t *o)
 				"baseline (see above)\n", e[i].name);
 			continue;
 		}
-		b50[nb] = (bench_base_t){e[i].name, median(e[i].v, runs)};
-		b99[nb++] = (bench_base_t){e[i].name, median(e[i].w, runs)};
+		b50[nb] = (bench_base_t){e[i].name,
+					 bench_median(e[i].v, runs)};
+		b99[nb++] = (bench_base_t){e[i].name,
+					   bench_median(e[i].w, runs)};
 	}
-	bench_report("ring", "spsc_64B_latency_p50", "ns", median(e[0].v, runs),
-		     n, runs, b50, nb);
-	bench_report("ring", "spsc_64B_latency_p99", "ns", median(e[0].w, runs),
-		     n, runs, b99, nb);
+	bench_report("ring", "spsc_64B_latency_p50", "ns",
+		     bench_median(e[0].v, runs), n, runs, b50, nb);
+	bench_report("ring", "spsc_64B_latency_p99", "ns",
+		     bench_median(e[0].w, runs), n, runs, b99, nb);
 
 	/* where the two-thread time goes: the same batches on one thread */
 	static solo_t solo;

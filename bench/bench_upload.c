@@ -278,18 +278,6 @@ static double drain(const tlcm_registry_t *reg, const char *store,
 	return rc ? -1 : s;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* m uploads with the curl CLI, one process each; seconds, < 0 failed. */
 static double curl_cli(unsigned set, size_t m)
 {
@@ -376,7 +364,7 @@ int bench_suite_upload(const bench_opts_t *o)
 		}
 		cli[ncli++] = (double)m / s;
 	}
-	double cli_rate = have_cli ? median(cli, ncli) : 0;
+	double cli_rate = have_cli ? bench_median(cli, ncli) : 0;
 	if (have_cli) {
 		bench_report(SUITE, "curl_cli_process_per_request",
 			     "packages_per_s", cli_rate, m, ncli, NULL, 0);
@@ -418,8 +406,9 @@ int bench_suite_upload(const bench_opts_t *o)
 			 tlcm_sync_name(pol[p]));
 		bench_base_t base = {"curl_cli_process_per_request",
 				     cli_rate};
-		bench_report(SUITE, kase, "packages_per_s", median(v, nv), n,
-			     nv, &base, have_cli ? 1 : 0);
+		bench_report(SUITE, kase, "packages_per_s",
+			     bench_median(v, nv), n, nv, &base,
+			     have_cli ? 1 : 0);
 	}
 	ret = 0;
 out:

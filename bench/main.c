@@ -60,6 +60,17 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+void bench_sort(double *v, size_t n)
+{
+	qsort(v, n, sizeof *v, cmp_double);
+}
+
+double bench_median(double *v, int n)
+{
+	bench_sort(v, (size_t)n);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 double bench_measure(const bench_opts_t *o, size_t n,
 		     void (*body)(void *ctx, size_t n), void *ctx)
 {
@@ -71,8 +82,7 @@ double bench_measure(const bench_opts_t *o, size_t n,
 		body(ctx, n);
 		t[r] = (double)(bench_now_ns() - t0) / (double)n;
 	}
-	qsort(t, (size_t)runs, sizeof t[0], cmp_double);
-	return runs % 2 ? t[runs / 2] : (t[runs / 2 - 1] + t[runs / 2]) / 2;
+	return bench_median(t, runs);
 }
 
 void bench_report(const char *suite, const char *kase, const char *unit,
