@@ -7,7 +7,8 @@
  * delivery again of what was not committed, a bad peer disconnected while
  * a good one goes on, a sender delivering a queue end to end, and
  * back-pressure from a slow consumer slowing the sender without a
- * reconnect, and a reader whose stream was closed under it ending.
+ * reconnect, a satellite reconnecting while its old connection is held
+ * back, and a reader whose stream was closed under it ending.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -568,6 +569,66 @@ static void test_backpressure(void)
 	tlcm_store_close(cs);
 }
 
+/* A satellite reconnects while the core holds its old connection back
+ * (more than max_pending waits for delivery): the old connection is
+ * closed at once — not kept, acknowledging every LINK_HOLD_ACK_NS, until
+ * there is room — and the new one is greeted and goes on. */
+static void test_superseded(void)
+{
+	tlcm_store_t *s = open_store("sup");
+	char why[300];
+	link_receiver_cfg_t cfg = {
+		.log_id = "rx", .url = "tcp://127.0.0.1:0", .max_frame = 4096,
+		.hello_ns = 5000000000u, .idle_ns = 10000000000u,
+		.max_pending = 1024, .store = s, .family = "link.rx/sup",
+	};
+	link_receiver_t *r = NULL;
+	CHECK_INT(link_receiver_new(&r, &cfg, why, sizeof why), 0);
+	if (!r)
+		return;
+	int port = link_receiver_port(r);
+	client_t a, b;
+	uint64_t ack = 99;
+	CHECK_INT(client_open(&a, port), 0);
+	CHECK_INT(client_hello(&a, "sat-1", NULL), 0);
+	CHECK_INT(client_read(&a, &ack), LINK_F_ACK);
+	/* two batches of 16 messages pass 1024 bytes pending: held back */
+	CHECK_INT(client_batch(&a, 1, 16), 0);
+	CHECK_INT(client_read(&a, &ack), LINK_F_ACK);
+	CHECK_INT(client_batch(&a, 2, 16), 0);
+	CHECK_INT(client_read(&a, &ack), LINK_F_ACK);
+	CHECK_UINT(ack, 2);
+	CHECK_INT(client_read(&a, &ack), LINK_F_ACK); /* a keep-alive */
+	CHECK_UINT(ack, 2);
+	CHECK_INT(client_open(&b, port), 0);
+	CHECK_INT(client_hello(&b, "sat-1", NULL), 0);
+	CHECK_INT(client_read(&b, &ack), LINK_F_ACK);
+	CHECK_UINT(ack, 2);
+	/* the old one: what was in flight, then closed (held back, it would
+	 * go on acknowledging every 250 ms: 40 reads are 10 s of that) */
+	int rc = LINK_F_ACK;
+	for (int i = 0; i < 40 && rc == LINK_F_ACK; i++)
+		rc = client_read(&a, &ack);
+	CHECK_INT(rc, TLCM_ECLOSED);
+	client_close(&a);
+	const link_rx_batch_t *x = link_receiver_take(r, 1000000000u);
+	CHECK(x && x->seq == 1);
+	x = link_receiver_take(r, 1000000000u);
+	CHECK(x && x->seq == 2);
+	CHECK_INT(link_receiver_commit(r), 0);
+	CHECK_INT(client_batch(&b, 3, 1), 0);
+	CHECK_INT(client_read(&b, &ack), LINK_F_ACK);
+	CHECK_UINT(ack, 3);
+	client_close(&b);
+	link_receiver_stats_t st;
+	link_receiver_stats(r, &st);
+	CHECK_UINT(st.connections, 2);
+	CHECK_UINT(st.batches, 3);
+	CHECK_UINT(st.duplicates, 0);
+	link_receiver_free(r);
+	tlcm_store_close(s);
+}
+
 /* NNG 1.5 leaves a receive begun on a closed stream waiting (forever
  * without a timeout), which is where a sender's reader can be when its
  * session closes the stream: link_join_io must still end it. */
@@ -614,6 +675,7 @@ int main(void)
 	test_receiver();
 	test_end_to_end();
 	test_backpressure();
+	test_superseded();
 	test_join_io();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
 	if (system(cmd))
