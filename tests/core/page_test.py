@@ -43,7 +43,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fbwrite as fb  # noqa: E402
-from api_test import uuid7  # noqa: E402
+from api_test import check, fails, uuid7  # noqa: E402
 
 ADMIN = "page-test-admin"
 ADMIN_H = {"Authorization": "Bearer " + ADMIN}
@@ -57,15 +57,6 @@ TIMEOUT = 60  # seconds for one wait: a hang fails, never a wait
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
-
-fails = []
-
-
-def check(cond, what):
-    print("%-4s %s" % ("ok" if cond else "FAIL", what), flush=True)
-    if not cond:
-        fails.append(what)
-    return cond
 
 
 def png_gray(w, h, px):

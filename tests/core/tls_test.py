@@ -40,21 +40,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fbwrite as fb  # noqa: E402
-from api_test import uuid7  # noqa: E402
+from api_test import check, fails, uuid7  # noqa: E402
 
 OPENSSL = "/usr/bin/openssl"
 ADMIN = "tls-test-admin"
 ADMIN_H = {"Authorization": "Bearer " + ADMIN}
 TIMEOUT = 30  # seconds for one request: a hang fails, never a wait
-
-fails = []
-
-
-def check(cond, what):
-    print("%-4s %s" % ("ok" if cond else "FAIL", what), flush=True)
-    if not cond:
-        fails.append(what)
-    return cond
 
 
 # ---- certificates -------------------------------------------------------------
