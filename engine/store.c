@@ -521,11 +521,21 @@ static int open_store(tlcm_store_t **out, const char *path,
 		cfo[i] = queue ? qopts : link_family(s->names[i]) ? s->lopts
 								: s->dbopts;
 	}
-	if (opt.read_only)
+	/* A graph writing the store meanwhile can delete a log or table
+	 * file between RocksDB reading the manifest and opening that file
+	 * (`tinylcm state ls` beside a running graph): such a view is taken
+	 * again, not refused. */
+	for (int tries = 0; opt.read_only; tries++) {
 		s->db = rocksdb_open_for_read_only_column_families(
 			s->dbopts, path, (int)s->ncf,
 			(const char *const *)s->names, cfo, s->cfs, 0, &err);
-	else
+		if (!err || tries == 50 || !strstr(err, "No such file"))
+			break;
+		rocksdb_free(err);
+		err = NULL;
+		usleep(10000);
+	}
+	if (!opt.read_only)
 		s->db = rocksdb_open_column_families(
 			s->dbopts, path, (int)s->ncf,
 			(const char *const *)s->names, cfo, s->cfs, &err);
