@@ -67,15 +67,8 @@ static const void *build(tlcm_fbb_t *b, uint64_t seq, size_t *len)
 		tlcm_LinkMsg_add_data(b, dv);
 		refs[i] = tlcm_LinkMsg_end(b);
 	}
-	tlcm_fbb_ref_t v = tlcm_LinkBatch_messages_create(b, refs, BATCH);
-	tlcm_LinkBatch_start(b);
-	tlcm_LinkBatch_add_seq(b, seq);
-	tlcm_LinkBatch_add_messages(b, v);
-	tlcm_fbb_ref_t bt = tlcm_LinkBatch_end(b);
-	tlcm_LinkFrame_start(b);
-	tlcm_LinkFrame_add_batch(b, bt);
-	return tlcm_LinkFrame_finish_size_prefixed(b, tlcm_LinkFrame_end(b),
-						   len);
+	const void *fr;
+	return link_build_batch(b, seq, 0, refs, BATCH, &fr, len) ? NULL : fr;
 }
 
 /* latency histogram: 1 µs buckets to 100 ms, then 1 ms buckets to 10 s */

@@ -115,23 +115,14 @@ static int seal(tlcm_ctx_t *ctx, tx_t *t)
 	link_txq_stats_t qs;
 	link_txq_stats(t->q, &qs);
 	uint64_t seq = link_txq_next_seq(t->q);
-	tlcm_fbb_ref_t v = tlcm_LinkBatch_messages_create(&t->b, t->refs,
-							  t->nrefs);
-	tlcm_LinkBatch_start(&t->b);
-	tlcm_LinkBatch_add_seq(&t->b, seq);
-	tlcm_LinkBatch_add_dropped(&t->b, qs.dropped);
-	tlcm_LinkBatch_add_messages(&t->b, v);
-	tlcm_fbb_ref_t bt = tlcm_LinkBatch_end(&t->b);
-	tlcm_LinkFrame_start(&t->b);
-	tlcm_LinkFrame_add_batch(&t->b, bt);
 	size_t len;
-	const void *fr = tlcm_LinkFrame_finish_size_prefixed(
-		&t->b, tlcm_LinkFrame_end(&t->b), &len);
-	if (!fr) {
+	const void *fr;
+	int brc = link_build_batch(&t->b, seq, qs.dropped, t->refs, t->nrefs,
+				   &fr, &len);
+	if (brc) {
 		tlcm_node_log(ctx, TLCM_LOG_ERROR, "cannot build batch %"
-			      PRIu64 ": %s", seq,
-			      tlcm_strerror(tlcm_fbb_error(&t->b)));
-		return tlcm_fbb_error(&t->b);
+			      PRIu64 ": %s", seq, tlcm_strerror(brc));
+		return brc;
 	}
 	int rc;
 	uint64_t nd = 0;

@@ -179,6 +179,19 @@ int link_build_goodbye(tlcm_fbb_t *b, const char *reason, const void **out,
 	return finish(b, tlcm_LinkGoodbye_end(b), LINK_F_GOODBYE, out, len);
 }
 
+int link_build_batch(tlcm_fbb_t *b, uint64_t seq, uint64_t dropped,
+		     const tlcm_fbb_ref_t *msgs, size_t n, const void **out,
+		     size_t *len)
+{
+	tlcm_fbb_ref_t v = tlcm_LinkBatch_messages_create(b, msgs, n);
+	tlcm_LinkBatch_start(b);
+	tlcm_LinkBatch_add_seq(b, seq);
+	if (dropped)
+		tlcm_LinkBatch_add_dropped(b, dropped);
+	tlcm_LinkBatch_add_messages(b, v);
+	return finish(b, tlcm_LinkBatch_end(b), LINK_F_BATCH, out, len);
+}
+
 /* ---- TLS ---- */
 
 static char *slurp(const char *path, char *why, size_t whylen,

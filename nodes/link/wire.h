@@ -70,6 +70,12 @@ int link_build_health(tlcm_fbb_t *b, uint64_t depth, uint64_t bytes,
 		      const void **out, size_t *len);
 int link_build_goodbye(tlcm_fbb_t *b, const char *reason, const void **out,
 		       size_t *len);
+/* Seal a batch of the n LinkMsg tables already built in b (b is not
+ * reset: the messages are in it) with its sequence number and the count
+ * of batches the queue has dropped. */
+int link_build_batch(tlcm_fbb_t *b, uint64_t seq, uint64_t dropped,
+		     const tlcm_fbb_ref_t *msgs, size_t n, const void **out,
+		     size_t *len);
 
 /* ---- streams ---- */
 

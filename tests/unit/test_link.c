@@ -59,15 +59,9 @@ static const void *batch_frame(tlcm_fbb_t *b, uint64_t seq, int n,
 		tlcm_LinkMsg_add_data(b, dv);
 		refs[i] = tlcm_LinkMsg_end(b);
 	}
-	tlcm_fbb_ref_t v = tlcm_LinkBatch_messages_create(b, refs, (size_t)n);
-	tlcm_LinkBatch_start(b);
-	tlcm_LinkBatch_add_seq(b, seq);
-	tlcm_LinkBatch_add_messages(b, v);
-	tlcm_fbb_ref_t bt = tlcm_LinkBatch_end(b);
-	tlcm_LinkFrame_start(b);
-	tlcm_LinkFrame_add_batch(b, bt);
-	return tlcm_LinkFrame_finish_size_prefixed(b, tlcm_LinkFrame_end(b),
-						   len);
+	const void *fr;
+	return link_build_batch(b, seq, 0, refs, (size_t)n, &fr, len) ? NULL
+								      : fr;
 }
 
 /* ---- the queue ---- */
@@ -487,15 +481,8 @@ static const void *big_frame(tlcm_fbb_t *b, uint64_t seq, size_t bytes,
 	tlcm_LinkMsg_add_trace(b, seq);
 	tlcm_LinkMsg_add_data(b, dv);
 	tlcm_fbb_ref_t m = tlcm_LinkMsg_end(b);
-	tlcm_fbb_ref_t v = tlcm_LinkBatch_messages_create(b, &m, 1);
-	tlcm_LinkBatch_start(b);
-	tlcm_LinkBatch_add_seq(b, seq);
-	tlcm_LinkBatch_add_messages(b, v);
-	tlcm_fbb_ref_t bt = tlcm_LinkBatch_end(b);
-	tlcm_LinkFrame_start(b);
-	tlcm_LinkFrame_add_batch(b, bt);
-	return tlcm_LinkFrame_finish_size_prefixed(b, tlcm_LinkFrame_end(b),
-						   len);
+	const void *fr;
+	return link_build_batch(b, seq, 0, &m, 1, &fr, len) ? NULL : fr;
 }
 
 /* Back-pressure slows the sender, it does not make it reconnect: a core
