@@ -20,6 +20,7 @@
  * --scale multiplies the phase sizes (0.2 for a quick look).
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,48 +134,109 @@ static uint64_t frames_of(const run_t *r)
 	return 0;
 }
 
-/* JSON lines of per-node time and the lifecycle overhead of `loop`
- * against the front-only run `front`, cases prefixed by `tag`. */
-static void report_costs(const char *tag, const run_t *loop,
-			 const run_t *front)
+/* A round: the loop graph, then the front-only one on the same frames. */
+typedef struct {
+	run_t loop, front;
+} round_t;
+
+static void rounds_free(round_t *r, int n)
+{
+	for (int i = 0; i < n; i++) {
+		run_free(&r[i].loop);
+		run_free(&r[i].front);
+	}
+}
+
+/* The per-frame figures of one round (NAN where a run is missing). */
+typedef struct {
+	double busy, busy_front, busy_ratio; /* lifecycle over front busy */
+	double cpu, cpu_front, cpu_ratio;    /* loop over front-only graph */
+	double wall, wall_front, wall_ratio; /* ditto, minus 1 */
+} per_frame_t;
+
+static per_frame_t per_frame(const round_t *r)
+{
+	per_frame_t p;
+	uint64_t frames = frames_of(&r->loop), ff = frames_of(&r->front);
+	double lb = (double)busy_of(&r->loop, PART_LIFECYCLE),
+	       fb = (double)busy_of(&r->loop, PART_FRONT),
+	       nl = frames ? (double)frames : NAN, nf = ff ? (double)ff : NAN;
+	p.busy = (lb + fb) / 1e3 / nl;
+	p.busy_front = fb / 1e3 / nl;
+	p.busy_ratio = fb > 0 ? lb / fb : NAN;
+	p.cpu = r->loop.cpu_s * 1e6 / nl;
+	p.cpu_front = r->front.cpu_s * 1e6 / nf;
+	p.wall = r->loop.wall_s * 1e6 / nl;
+	p.wall_front = r->front.wall_s * 1e6 / nf;
+	p.cpu_ratio = p.cpu / p.cpu_front - 1;
+	p.wall_ratio = p.wall / p.wall_front - 1;
+	return p;
+}
+
+/* The median over n rounds of one per_frame_t field. */
+static double median_of(const per_frame_t *pf, int n, size_t off)
+{
+	double v[64];
+	for (int i = 0; i < n; i++)
+		v[i] = *(const double *)(const void *)((const char *)&pf[i] +
+						       off);
+	return bench_median(v, n);
+}
+#define MEDIAN_OF(field) median_of(pf, n, offsetof(per_frame_t, field))
+
+/* JSON lines of per-node time and the lifecycle overhead of the loop
+ * against the front-only graph, each the median over n rounds (at most
+ * 64), cases prefixed by `tag`. */
+static void report_costs(const char *tag, const round_t *r, int n)
 {
 	char kase[128];
-	uint64_t frames = frames_of(loop);
-	for (size_t i = 0; i < loop->nnodes; i++) {
-		const tlcm_node_stats_t *s = &loop->st[i];
-		uint64_t n = s->in ? s->in : s->out;
-		if (!n)
+	const run_t *l0 = &r[0].loop;
+	uint64_t frames = frames_of(l0);
+	for (size_t i = 0; i < l0->nnodes; i++) {
+		double v[64];
+		uint64_t msgs = 0;
+		int m = 0;
+		for (int k = 0; k < n; k++) {
+			const run_t *l = &r[k].loop;
+			if (i >= l->nnodes || strcmp(l->ids[i], l0->ids[i]))
+				continue;
+			const tlcm_node_stats_t *s = &l->st[i];
+			uint64_t c = s->in ? s->in : s->out;
+			if (c)
+				v[m++] = (double)s->busy_ns / 1e3 / (double)c;
+			msgs = c;
+		}
+		if (!m)
 			continue;
-		snprintf(kase, sizeof kase, "%snode_%s", tag, loop->ids[i]);
-		bench_report(SUITE, kase, "us", (double)s->busy_ns / 1e3 /
-			     (double)n, n, 1, NULL, 0);
+		snprintf(kase, sizeof kase, "%snode_%s", tag, l0->ids[i]);
+		bench_report(SUITE, kase, "us", bench_median(v, m), msgs, m,
+			     NULL, 0);
 	}
 	if (!frames)
 		return;
-	double lb = (double)busy_of(loop, PART_LIFECYCLE),
-	       fb = (double)busy_of(loop, PART_FRONT);
+	per_frame_t pf[64];
+	for (int k = 0; k < n; k++)
+		pf[k] = per_frame(&r[k]);
+	bench_base_t base[1] = {{"front_nodes", MEDIAN_OF(busy_front)}};
 	snprintf(kase, sizeof kase, "%sgraph_busy_per_frame", tag);
-	bench_base_t base[2] = {{"front_nodes", fb / 1e3 / (double)frames}};
-	bench_report(SUITE, kase, "us", (lb + fb) / 1e3 / (double)frames,
-		     frames, 1, base, 1);
+	bench_report(SUITE, kase, "us", MEDIAN_OF(busy), frames, n, base, 1);
 	snprintf(kase, sizeof kase, "%slifecycle_busy_overhead", tag);
-	bench_report(SUITE, kase, "ratio", fb > 0 ? lb / fb : NAN, frames, 1,
+	bench_report(SUITE, kase, "ratio", MEDIAN_OF(busy_ratio), frames, n,
 		     NULL, 0);
-	uint64_t ff = front ? frames_of(front) : 0;
-	if (!ff)
+	if (!frames_of(&r[0].front))
 		return;
-	double cl = loop->cpu_s / (double)frames,
-	       cf = front->cpu_s / (double)ff;
-	base[0] = (bench_base_t){"front_only_graph", cf * 1e6};
+	base[0] = (bench_base_t){"front_only_graph", MEDIAN_OF(cpu_front)};
 	snprintf(kase, sizeof kase, "%scpu_per_frame", tag);
-	bench_report(SUITE, kase, "us", cl * 1e6, frames, 1, base, 1);
+	bench_report(SUITE, kase, "us", MEDIAN_OF(cpu), frames, n, base, 1);
 	snprintf(kase, sizeof kase, "%slifecycle_cpu_overhead", tag);
-	bench_report(SUITE, kase, "ratio", cl / cf - 1, frames, 1, NULL, 0);
-	base[0] = (bench_base_t){"front_only_graph",
-				 front->wall_s * 1e6 / (double)ff};
+	bench_report(SUITE, kase, "ratio", MEDIAN_OF(cpu_ratio), frames, n,
+		     NULL, 0);
+	base[0] = (bench_base_t){"front_only_graph", MEDIAN_OF(wall_front)};
 	snprintf(kase, sizeof kase, "%swall_per_frame", tag);
-	bench_report(SUITE, kase, "us", loop->wall_s * 1e6 / (double)frames,
-		     frames, 1, base, 1);
+	bench_report(SUITE, kase, "us", MEDIAN_OF(wall), frames, n, base, 1);
+	snprintf(kase, sizeof kase, "%slifecycle_wall_overhead", tag);
+	bench_report(SUITE, kase, "ratio", MEDIAN_OF(wall_ratio), frames, n,
+		     NULL, 0);
 }
 
 static void copy_lines(const char *path)
@@ -188,7 +250,7 @@ static void copy_lines(const char *path)
 	fflush(stdout);
 }
 
-static void mobilenet(const tlcm_registry_t *reg, const char *dir)
+static void mobilenet(const tlcm_registry_t *reg, const char *dir, int runs)
 {
 	char model[300], store[300], cmd[800];
 	snprintf(model, sizeof model, "%s/mobilenet-v2.tlm", dir);
@@ -202,20 +264,23 @@ static void mobilenet(const tlcm_registry_t *reg, const char *dir)
 	}
 	setenv("MODEL", model, 1);
 	setenv("STORE", store, 1);
-	run_t loop, front;
-	fprintf(stderr, SUITE ": MobileNetV2-shaped loop ...\n");
-	int rc = run_graph(reg, "graphs/bench/drift-mobilenet.yaml", NULL, 0,
-			   &loop);
-	fprintf(stderr, SUITE ": MobileNetV2-shaped front only ...\n");
+	round_t r[64];
+	memset(r, 0, sizeof r);
+	int done = 0, rc = 0;
+	for (; done < runs && !rc; done++) {
+		fprintf(stderr, SUITE ": MobileNetV2-shaped loop (%d of %d) "
+			"...\n", done + 1, runs);
+		rc = run_graph(reg, "graphs/bench/drift-mobilenet.yaml", NULL,
+			       0, &r[done].loop);
+		fprintf(stderr, SUITE ": MobileNetV2-shaped front only ...\n");
+		if (!rc)
+			rc = run_graph(reg,
+				       "graphs/bench/drift-mobilenet-front.yaml",
+				       NULL, 0, &r[done].front);
+	}
 	if (!rc)
-		rc = run_graph(reg, "graphs/bench/drift-mobilenet-front.yaml",
-			       NULL, 0, &front);
-	else
-		memset(&front, 0, sizeof front);
-	if (!rc)
-		report_costs("mobilenet_v2_", &loop, &front);
-	run_free(&loop);
-	run_free(&front);
+		report_costs("mobilenet_v2_", r, done);
+	rounds_free(r, done);
 	unsetenv("MODEL");
 	unsetenv("STORE");
 	unlink(model);
@@ -249,25 +314,35 @@ int bench_suite_drift(const bench_opts_t *o)
 	snprintf(rep, sizeof rep, "scenario.report=%s/report.jsonl", dir);
 	snprintf(store, sizeof store, "%s/demo.store", dir);
 	setenv("STORE", store, 1);
-	const char *sets[] = {sa, sb, scc, rep, "scenario.table=/dev/stderr"};
-	run_t loop, front;
-	fprintf(stderr, SUITE ": the learning loop (graphs/demo.yaml) ...\n");
-	int rc = run_graph(&reg, "graphs/demo.yaml", sets, 5, &loop);
-	copy_lines(rep + strlen("scenario.report="));
-	fprintf(stderr, SUITE ": the front only (baseline) ...\n");
-	const char *fsets[] = {sa, sb, scc};
+	/* the table and the JSON lines of the first round only */
+	const char *sets[] = {sa, sb, scc, rep, "scenario.table=/dev/stderr"},
+		   *quiet[] = {sa, sb, scc, "scenario.table="};
+	/* rounds: the loop, then the front only; the scores are the first
+	 * round's, the costs medians over all of them */
+	int runs = o->runs < 1 ? 1 : o->runs > 64 ? 64 : o->runs, done = 0;
+	round_t r[64];
+	memset(r, 0, sizeof r);
+	int rc = 0;
+	for (; done < runs && !rc; done++) {
+		fprintf(stderr, SUITE ": the learning loop (graphs/demo.yaml, "
+			"%d of %d) ...\n", done + 1, runs);
+		rc = done ? run_graph(&reg, "graphs/demo.yaml", quiet, 4,
+				      &r[done].loop)
+			  : run_graph(&reg, "graphs/demo.yaml", sets, 5,
+				      &r[done].loop);
+		if (!done)
+			copy_lines(rep + strlen("scenario.report="));
+		fprintf(stderr, SUITE ": the front only (baseline) ...\n");
+		if (!rc)
+			rc = run_graph(&reg, "graphs/bench/drift-front.yaml",
+				       quiet, 3, &r[done].front);
+	}
 	if (!rc)
-		rc = run_graph(&reg, "graphs/bench/drift-front.yaml", fsets, 3,
-			       &front);
-	else
-		memset(&front, 0, sizeof front);
-	if (!rc)
-		report_costs("", &loop, &front);
-	run_free(&loop);
-	run_free(&front);
+		report_costs("", r, done);
+	rounds_free(r, done);
 	unsetenv("STORE");
 	if (!rc)
-		mobilenet(&reg, dir);
+		mobilenet(&reg, dir, runs);
 	char cmd[400];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
