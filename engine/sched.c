@@ -2633,11 +2633,18 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 		sigaction(SIGINT, &sa, &old_int);
 		sigaction(SIGTERM, &sa, &old_term);
 	}
+	const char **stateful = NULL; /* nodes with a family in the store */
+	if (!rc && g->store && !(stateful = calloc(s->n + 1, sizeof *stateful)))
+		rc = TLCM_ENOMEM;
 	if (!rc && g->store) {
 		tlcm_store_opts_t so = {.sync = (tlcm_sync_t)g->sync,
 					.sync_interval = g->sync_interval,
 					.keep = g->keep,
-					.fresh = g->fresh_store};
+					.fresh = g->fresh_store,
+					.nodes = stateful};
+		for (size_t i = 0; i < s->n; i++)
+			if (s->nodes[i].t->snapshot)
+				stateful[so.nnodes++] = s->nodes[i].g->id;
 		char why[400];
 		rc = tlcm_store_open(&s->store, g->store, &so, why, sizeof why);
 		/* standby: wait for the holder of the store's lock to go */
@@ -2658,6 +2665,7 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 		if (rc)
 			snprintf(res->why, sizeof res->why, "%s", why);
 	}
+	free(stateful);
 	size_t inited = 0;
 	for (; rc == 0 && inited < s->n; inited++) {
 		tlcm_ctx_t *c = &s->nodes[inited];

@@ -188,6 +188,12 @@ static int open_store(tlcm_store_t **out, const char *path,
  * memory stays small. */
 #define LINK_WRITE_BUFFER (4u << 20)
 
+/* A node's family: its snapshots and records. */
+static void node_family(const char *node, char *out, size_t n)
+{
+	snprintf(out, n, "node/%s", node);
+}
+
 static bool link_family(const char *name)
 {
 	return !strncmp(name, "link.tx/", 8) || !strncmp(name, "link.rx/", 8);
@@ -233,7 +239,9 @@ static bool unfinished_create(tlcm_store_t *s, size_t nlisted)
 		meta |= !strcmp(s->names[i], "meta");
 	if (!meta)
 		return false;
-	for (size_t i = 0; i < s->ncf; i++) {
+	/* the node families asked for at this opening were created empty
+	 * just now, after the names found on disk (s->names[nlisted..]) */
+	for (size_t i = 0; i < nlisted; i++) {
 		bool sys = false;
 		for (size_t j = 0; j < NSYSTEM; j++)
 			sys |= !strcmp(s->names[i], system_families[j]);
@@ -480,7 +488,7 @@ static int open_store(tlcm_store_t **out, const char *path,
 			return rc;
 		}
 	}
-	size_t cap = nlisted + NSYSTEM;
+	size_t cap = nlisted + NSYSTEM + opt.nnodes;
 	s->names = calloc(cap, sizeof *s->names);
 	s->cfs = calloc(cap, sizeof *s->cfs);
 	for (size_t i = 0; i < nlisted; i++)
@@ -493,6 +501,15 @@ static int open_store(tlcm_store_t **out, const char *path,
 			have |= !strcmp(s->names[j], system_families[i]);
 		if (!have)
 			s->names[s->ncf++] = strdup(system_families[i]);
+	}
+	for (size_t i = 0; i < opt.nnodes && !opt.read_only; i++) {
+		char fname[300];
+		node_family(opt.nodes[i], fname, sizeof fname);
+		bool have = false;
+		for (size_t j = 0; j < s->ncf; j++)
+			have |= !strcmp(s->names[j], fname);
+		if (!have && s->ncf < MAX_FAMILIES)
+			s->names[s->ncf++] = strdup(fname);
 	}
 	/* The families holding packages. Their keys arrive in order per
 	 * 3-byte prefix (q/<priority> then the creation time; i/, h/, p/
@@ -895,11 +912,6 @@ int tlcm_store_sync(tlcm_store_t *s)
 }
 
 /* ---- snapshots ------------------------------------------------------------ */
-
-static void node_family(const char *node, char *out, size_t n)
-{
-	snprintf(out, n, "node/%s", node);
-}
 
 static void snap_key(uint64_t v, char key[22])
 {

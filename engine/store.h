@@ -47,6 +47,13 @@ typedef struct tlcm_store_opts {
 	bool fresh;              /* start empty: an existing TinyLCM store
 				    at path is destroyed first (anything
 				    else there is refused as usual) */
+	/* Nodes whose family (snapshots, records) should be ready: the
+	 * missing ones are created with the store's opening, all at once,
+	 * instead of one at a time at each node's first write, which
+	 * rewrites RocksDB's OPTIONS file each time (milliseconds inside
+	 * a node's callback). Ignored read-only. */
+	const char *const *nodes;
+	size_t nnodes;
 } tlcm_store_opts_t;
 
 typedef struct tlcm_store tlcm_store_t;

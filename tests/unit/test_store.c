@@ -69,6 +69,48 @@ static void kv_and_batches(void)
 	tlcm_store_close(s);
 }
 
+/* Node families asked for at open exist from then on, empty; a node's
+ * snapshot lands in its own; reopening with another list adds to them. */
+static void families_at_open(void)
+{
+	char p[512], why[600];
+	path_of(p, sizeof p, "families");
+	const char *const first[] = {"a", "b"}, *const second[] = {"a", "c"};
+	tlcm_store_opts_t o = {.sync = TLCM_SYNC_NEVER, .nodes = first,
+			       .nnodes = 2};
+	tlcm_store_t *s = NULL;
+	CHECK_INT(tlcm_store_open(&s, p, &o, why, sizeof why), 0);
+	if (!s)
+		return;
+	CHECK(tlcm_store_has_family(s, "node/a"));
+	CHECK(tlcm_store_has_family(s, "node/b"));
+	CHECK(!tlcm_store_has_family(s, "node/c"));
+	uint64_t v = 0;
+	CHECK_INT(tlcm_store_snapshot(s, "a", "state", 5, "test", &v), 0);
+	tlcm_store_close(s);
+	o.nodes = second;
+	CHECK_INT(tlcm_store_open(&s, p, &o, why, sizeof why), 0);
+	if (!s)
+		return;
+	CHECK(tlcm_store_has_family(s, "node/b"));
+	CHECK(tlcm_store_has_family(s, "node/c"));
+	void *data = NULL;
+	size_t len = 0;
+	CHECK_INT(tlcm_store_load(s, "a", 0, &data, &len, NULL), 0);
+	CHECK(len == 5 && data && !memcmp(data, "state", 5));
+	free(data);
+	tlcm_store_close(s);
+	/* read-only: nothing created */
+	const char *const third[] = {"d"};
+	tlcm_store_opts_t ro = {.read_only = true, .nodes = third,
+				.nnodes = 1};
+	CHECK_INT(tlcm_store_open(&s, p, &ro, why, sizeof why), 0);
+	if (s) {
+		CHECK(!tlcm_store_has_family(s, "node/d"));
+		tlcm_store_close(s);
+	}
+}
+
 static void snapshots(void)
 {
 	tlcm_store_t *s = open_ok("snap", TLCM_SYNC_ALWAYS, 5);
@@ -228,8 +270,13 @@ static void corrupt_and_foreign(void)
 	if (db)
 		rocksdb_close(db);
 	rocksdb_options_destroy(ro);
-	CHECK_INT(tlcm_store_open(&x, p, NULL, why, sizeof why), 0);
+	/* (with node families asked for: created now, they are no sign of
+	 * somebody else's database) */
+	const char *const nodes[] = {"knn", "q"};
+	tlcm_store_opts_t no = {.nodes = nodes, .nnodes = 2};
+	CHECK_INT(tlcm_store_open(&x, p, &no, why, sizeof why), 0);
 	if (x) {
+		CHECK(tlcm_store_has_family(x, "node/q"));
 		CHECK_INT(tlcm_store_put(x, "n", "k", 1, "v", 1), 0);
 		tlcm_store_close(x);
 	}
@@ -418,6 +465,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	kv_and_batches();
+	families_at_open();
 	snapshots();
 	corrupt_and_foreign();
 	lock();
