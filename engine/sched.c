@@ -2222,13 +2222,19 @@ typedef struct {
 	uint64_t rss;
 } proc_t;
 
+/* User + system CPU seconds of the whole process so far. */
+static double process_cpu(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
 static void proc_figures(const sched_t *s, proc_t *p)
 {
 	p->uptime = (double)(tlcm_now_ns() - s->t0) / 1e9;
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	p->cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-		 (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	p->cpu = process_cpu();
 	p->rss = 0;
 	FILE *f = fopen("/proc/self/statm", "r");
 	unsigned long pages, res;
@@ -2706,6 +2712,7 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 	}
 
 	uint64_t t0 = tlcm_now_ns();
+	double cpu0 = process_cpu();
 	s->t0 = t0;
 	const char *url = g->introspect ? g->introspect : TLCM_INTROSPECT_DEFAULT;
 	if (!(o && o->headless) && strcmp(url, "off")) {
@@ -2806,6 +2813,7 @@ int tlcm_graph_run(const tlcm_graph_t *g, const tlcm_run_opts_t *o,
 		sigaction(SIGTERM, &old_term, NULL);
 	}
 	res->seconds = (double)(tlcm_now_ns() - t0) / 1e9;
+	res->cpu_seconds = process_cpu() - cpu0;
 	res->status = s->status;
 	snprintf(res->why, sizeof res->why, "%s", s->why);
 	res->nnodes = s->n;

@@ -64,7 +64,10 @@ typedef struct tlcm_node_stats {
 typedef struct tlcm_run_result {
 	int status;           /* 0, or the error that stopped the graph */
 	char why[512];        /* what failed, naming the node */
-	double seconds;
+	/* From the nodes' start to their end (not the store's opening, the
+	 * nodes' init and restore, the shutdown snapshots): wall seconds,
+	 * and the process's CPU seconds (every thread, RocksDB's too). */
+	double seconds, cpu_seconds;
 	size_t nnodes;
 	tlcm_node_stats_t *nodes; /* per graph node */
 	size_t nedges;

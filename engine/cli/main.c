@@ -474,7 +474,8 @@ static int cmd_run(int argc, char **argv)
 						    : tlcm_strerror(st));
 			rc = 1;
 		} else {
-			tlcm_info(g->name, "finished in %.3f s", res.seconds);
+			tlcm_info(g->name, "finished in %.3f s (CPU %.3f s)",
+				  res.seconds, res.cpu_seconds);
 		}
 		tlcm_run_result_fini(&res);
 	}

@@ -769,6 +769,11 @@ static void idle_barrier(void)
 	      2 * PHASE_N * 1000000ull);
 	CHECK(res.nodes[node_index(g, "count")].busy_ns > 0);
 	CHECK(res.nodes[node_index(g, "ph")].busy_ns > 0);
+	/* the process's CPU over the run: some, and no more than every CPU
+	 * busy all the time (not the CPU of the tests before this one) */
+	CHECK(res.cpu_seconds > 0);
+	CHECK(res.cpu_seconds <=
+	      res.seconds * (double)sysconf(_SC_NPROCESSORS_ONLN) + 0.01);
 	tlcm_run_result_fini(&res);
 	tlcm_graph_free(g);
 }
