@@ -190,6 +190,15 @@ int tlcm_emit_msg(tlcm_ctx_t *ctx, int port, const tlcm_msg_t *msg);
 int tlcm_emit_begin(tlcm_ctx_t *ctx, int port, tlcm_fbb_t *b, size_t max);
 int tlcm_emit_end(tlcm_ctx_t *ctx, int port, tlcm_fbb_t *b,
 		  tlcm_fbb_ref_t root, const char identifier[4]);
+/* tlcm_emit_end that first verifies the finished message with verify (the
+ * schema's generated *_verify_as_root): one verification for all of the
+ * port's edges, whose copies are marked verified, so that consumers in
+ * this process skip theirs (tlcm_msg_verified, tlcm_expect_msg). Worth it
+ * on a port with several edges. A message that fails is not sent: the
+ * reason is logged and TLCM_EINVAL returned (a bug of the node). */
+int tlcm_emit_end_checked(tlcm_ctx_t *ctx, int port, tlcm_fbb_t *b,
+			  tlcm_fbb_ref_t root, const char identifier[4],
+			  int (*verify)(const void *, size_t, const char **));
 
 void tlcm_set_trace(tlcm_ctx_t *ctx, uint64_t trace);
 uint64_t tlcm_trace(const tlcm_ctx_t *ctx);
@@ -313,6 +322,13 @@ int tlcm_bad_input(tlcm_ctx_t *ctx, uint64_t *count, const char *fmt, ...)
 int tlcm_expect_msg(tlcm_ctx_t *ctx, const tlcm_msg_t *m, uint64_t *bad,
 		    const char *port, const char *name, const char ident[4],
 		    int (*verify)(const void *, size_t, const char **));
+
+/* True when m, a message of the input being processed, was verified when
+ * it was emitted (tlcm_emit_end_checked) by a node of this process. Not
+ * for an isolated producer (its own process writes the ring: nothing in
+ * it is taken on trust) nor inside an isolated node. tlcm_expect_msg
+ * then skips the verification; a node verifying by hand may too. */
+bool tlcm_msg_verified(const tlcm_ctx_t *ctx, const tlcm_msg_t *m);
 
 /* The message's type as a printable C string (non-printable bytes as
  * '?'), for error messages. */

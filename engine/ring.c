@@ -560,7 +560,9 @@ int tlcm_ring_commit_defer(tlcm_ring_t *r, const void *data, size_t size,
 		m->trace = 0;
 	}
 	m->seq = ++r->p_seq;
-	atomic_store_explicit(&m->flags, 0, memory_order_relaxed);
+	atomic_store_explicit(&m->flags,
+			      meta ? meta->flags & TLCM_MSG_VERIFIED : 0,
+			      memory_order_relaxed);
 	atomic_store_explicit(&m->len, (uint32_t)len, memory_order_relaxed);
 	r->p_head += len;
 	r->p_resv_max = (size_t)-1;

@@ -73,10 +73,17 @@ static inline const void *tlcm_msg_data(const tlcm_msg_t *m)
 
 /* What the producer says about a message; zero fields get defaults (type
  * "\0\0\0\0", ts = now, trace 0). */
+/* A flag the producer may give a message (tlcm_msg_meta_t.flags), kept in
+ * the header beside the ring's own state bits: the payload was verified
+ * against the schema of its type when it was emitted
+ * (tlcm_emit_end_checked). */
+#define TLCM_MSG_VERIFIED 0x100u
+
 typedef struct tlcm_msg_meta {
 	char type[4];
 	uint64_t ts_ns;
 	uint64_t trace;
+	uint32_t flags; /* TLCM_MSG_VERIFIED or 0 */
 } tlcm_msg_meta_t;
 
 typedef struct tlcm_ring_stats {

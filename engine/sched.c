@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -51,6 +52,7 @@ typedef struct in_edge {
 	size_t port;
 	bool eos;
 	bool optional_for_eos; /* feedback and control edges */
+	bool trusted;          /* its producer runs in this process */
 } in_edge_t;
 
 typedef struct out_port {
@@ -80,6 +82,9 @@ struct tlcm_ctx {
 	_Atomic int tick_due;
 	_Atomic bool finished;
 	uint64_t trace;
+	bool in_trusted; /* the message being processed came from a node of
+			    this process (tlcm_msg_verified) */
+	uint64_t unverifiable; /* messages tlcm_emit_end_checked refused */
 	/* figures read live by introspection: single writer (the node's
 	 * thread), so relaxed load + store, no read-modify-write */
 	struct {
@@ -414,8 +419,10 @@ int tlcm_emit_begin(tlcm_ctx_t *c, int port, tlcm_fbb_t *b, size_t max)
 	return 0;
 }
 
-int tlcm_emit_end(tlcm_ctx_t *c, int port, tlcm_fbb_t *b,
-		  tlcm_fbb_ref_t root, const char identifier[4])
+/* Finish b, verify it when verify is given, and send it (emit_end). */
+static int emit_finished(tlcm_ctx_t *c, int port, tlcm_fbb_t *b,
+			 tlcm_fbb_ref_t root, const char identifier[4],
+			 int (*verify)(const void *, size_t, const char **))
 {
 	if (bad_port(c, port))
 		return TLCM_EINVAL;
@@ -428,6 +435,19 @@ int tlcm_emit_end(tlcm_ctx_t *c, int port, tlcm_fbb_t *b,
 	out_port_t *op = &c->out[port];
 	tlcm_msg_meta_t meta = {.trace = c->trace};
 	memcpy(meta.type, identifier, 4);
+	const char *why;
+	if (verify && verify(buf, size, &why)) {
+		c->emit_ring = NULL; /* the reservation is abandoned */
+		uint64_t n = ++c->unverifiable; /* the first 5, then 1 in 1000 */
+		if (n <= 5 || n % 1000 == 0)
+			tlcm_error(c->g->id, "output %s: the %s message built "
+				   "does not verify, not sent (%" PRIu64 " so "
+				   "far): %s", c->t->outputs[port].name, ident,
+				   n, why);
+		return TLCM_EINVAL;
+	}
+	if (verify)
+		meta.flags = TLCM_MSG_VERIFIED;
 	int delivered = 0;
 	size_t first = 0;
 	const void *src = buf;
@@ -446,6 +466,28 @@ int tlcm_emit_end(tlcm_ctx_t *c, int port, tlcm_fbb_t *b,
 	c->emit_ring = NULL;
 	BUMP(c->st.out, 1);
 	return delivered || op->n == 0 ? 0 : TLCM_EAGAIN;
+}
+
+int tlcm_emit_end(tlcm_ctx_t *c, int port, tlcm_fbb_t *b,
+		  tlcm_fbb_ref_t root, const char identifier[4])
+{
+	return emit_finished(c, port, b, root, identifier, NULL);
+}
+
+int tlcm_emit_end_checked(tlcm_ctx_t *c, int port, tlcm_fbb_t *b,
+			  tlcm_fbb_ref_t root, const char identifier[4],
+			  int (*verify)(const void *, size_t, const char **))
+{
+	if (!verify)
+		return TLCM_EINVAL;
+	return emit_finished(c, port, b, root, identifier, verify);
+}
+
+bool tlcm_msg_verified(const tlcm_ctx_t *c, const tlcm_msg_t *m)
+{
+	return c->in_trusted &&
+	       (atomic_load_explicit(&m->flags, memory_order_relaxed) &
+		TLCM_MSG_VERIFIED);
 }
 
 /* ---- scheduling ------------------------------------------------------------ */
@@ -1335,8 +1377,10 @@ static void run(tlcm_ctx_t *c)
 				if (!c->t->process)
 					continue;
 				c->trace = ms[i]->trace;
+				c->in_trusted = e->trusted;
 				int rc = c->t->process(c, c->state, (int)e->port,
 						       ms[i]);
+				c->in_trusted = false;
 				if (rc == TLCM_ECLOSED) {
 					alive = false;
 				} else if (rc) {
@@ -1458,6 +1502,7 @@ static _Noreturn void child_main(tlcm_ctx_t *c, int fd, const void *snap,
 					continue;
 				}
 				c->trace = ms[i]->trace;
+				c->in_trusted = false; /* isolated: none */
 				rc = c->t->process ? c->t->process(
 					c, c->state, (int)e->port, ms[i]) : 0;
 				if (rc == TLCM_ECLOSED)
@@ -2066,6 +2111,7 @@ static int setup(sched_t *s, const tlcm_graph_t *g)
 		to->in[to->nin++] = (in_edge_t){
 			.ring = s->rings[i],
 			.port = e->to_port,
+			.trusted = !g->nodes[e->from].isolate,
 			.optional_for_eos = e->feedback ||
 					    e->to_port == g->nodes[e->to].nin};
 		tlcm_ring_set_notify(s->rings[i], wake_cb, to);

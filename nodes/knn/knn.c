@@ -244,8 +244,11 @@ static int emit_prediction(tlcm_ctx_t *ctx, knn_node_t *n,
 	float typ = r->n ? tlcm_knn_typical(n->ix, r->winner) : 0;
 	if (typ > 0)
 		tlcm_Prediction_add_novelty(&b, r->mean_distance / typ);
-	rc = tlcm_emit_end(ctx, 0, &b, tlcm_Prediction_end(&b),
-			   tlcm_Prediction_IDENTIFIER);
+	/* verified once here for all the port's consumers (often many:
+	 * detectors, quarantine, adapter), who then skip it */
+	rc = tlcm_emit_end_checked(ctx, 0, &b, tlcm_Prediction_end(&b),
+				   tlcm_Prediction_IDENTIFIER,
+				   tlcm_Prediction_verify_as_root);
 	if (!rc)
 		n->predictions++;
 	return rc == TLCM_EAGAIN ? 0 : rc; /* a drop is counted by the edge */

@@ -20,6 +20,7 @@ typedef struct {
 	double rate;
 	size_t payload, burst;
 	int pattern; /* 0 fixed, 1 seq, 2 random */
+	bool checked; /* tlcm_emit_end_checked */
 	uint8_t *fixed;
 	uint32_t fixed_sum;
 	uint64_t rng;
@@ -44,6 +45,8 @@ static const tlcm_param_desc_t params[] = {
 	{"burst", TLCM_P_INT, "1000", "most messages per tick when catching "
 	 "up", 1, 1e6, NULL, 0},
 	{"seed", TLCM_P_INT, "1", "random pattern seed", 0, 0, NULL, 0},
+	{"checked", TLCM_P_BOOL, "false", "verify each message once when "
+	 "emitting it (tlcm_emit_end_checked)", 0, 0, NULL, 0},
 	{0},
 };
 
@@ -92,7 +95,11 @@ static int emit_one(tlcm_ctx_t *ctx, gen_t *g)
 	tlcm_Blob_add_seq(&b, g->seq);
 	tlcm_Blob_add_data(&b, data);
 	tlcm_Blob_add_checksum(&b, sum);
-	rc = tlcm_emit_end(ctx, 0, &b, tlcm_Blob_end(&b), tlcm_Blob_IDENTIFIER);
+	rc = g->checked ? tlcm_emit_end_checked(ctx, 0, &b, tlcm_Blob_end(&b),
+						tlcm_Blob_IDENTIFIER,
+						tlcm_Blob_verify_as_root)
+			: tlcm_emit_end(ctx, 0, &b, tlcm_Blob_end(&b),
+					tlcm_Blob_IDENTIFIER);
 	return rc == TLCM_EAGAIN ? 0 : rc; /* a dropped message still counts */
 }
 
@@ -103,6 +110,7 @@ static int init(tlcm_ctx_t *ctx, void *st)
 	g->count = (uint64_t)tlcm_param_int(ctx, "count");
 	g->payload = (size_t)tlcm_param_size(ctx, "payload");
 	g->burst = (size_t)tlcm_param_int(ctx, "burst");
+	g->checked = tlcm_param_bool(ctx, "checked");
 	const char *p = tlcm_param_str(ctx, "pattern");
 	g->pattern = !strcmp(p, "fixed") ? 0 : !strcmp(p, "seq") ? 1 : 2;
 	g->rng = (uint64_t)tlcm_param_int(ctx, "seed") | 1;

@@ -3,9 +3,10 @@
  * For Blob messages it verifies the FlatBuffer, the checksum and that seq
  * only grows (counting gaps, i.e. dropped messages, and reorderings); for
  * any message it records the latency from commit (ts_ns) to arrival in a
- * log-linear histogram. At end of stream it logs a summary, optionally
- * writes it as JSON to `report`, and fails when `expect` is set and the
- * count or the checks disagree.
+ * log-linear histogram, and counts the messages tlcm_msg_verified()
+ * calls verified by their producer. At end of stream it logs a summary,
+ * optionally writes it as JSON to `report`, and fails when `expect` is
+ * set and the count or the checks disagree.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@ typedef struct {
 	uint64_t count, bytes, bad, gaps, missing, reordered, last_seq;
 	uint64_t hist[64 * SUB];
 	uint64_t first_ns, last_ns;
+	uint64_t verified; /* marked verified by a producer we trust */
 } sink_t;
 
 static const tlcm_port_desc_t inputs[] = {
@@ -83,6 +85,7 @@ static int process(tlcm_ctx_t *ctx, void *st, int port, const tlcm_msg_t *m)
 	s->count++;
 	s->bytes += m->size;
 	s->hist[bucket(now > m->ts_ns ? now - m->ts_ns : 0)]++;
+	s->verified += tlcm_msg_verified(ctx, m);
 	if (memcmp(m->type, tlcm_Blob_IDENTIFIER, 4) != 0 ||
 	    !tlcm_param_bool(ctx, "verify"))
 		return 0;
@@ -138,10 +141,11 @@ static int eos(tlcm_ctx_t *ctx, void *st)
 			",\"gaps\":%" PRIu64 ",\"reordered\":%" PRIu64
 			",\"last_seq\":%" PRIu64 ",\"p50_ns\":%" PRIu64
 			",\"p99_ns\":%" PRIu64 ",\"seconds\":%.6f"
-			",\"per_s\":%.1f}\n",
+			",\"per_s\":%.1f,\"verified\":%" PRIu64 "}\n",
 			s->count, s->bytes, s->bad, s->missing, s->gaps,
 			s->reordered, s->last_seq, p50, p99, secs,
-			secs > 0 ? (double)s->count / secs : 0.0);
+			secs > 0 ? (double)s->count / secs : 0.0,
+			s->verified);
 		if (out ? fflush(f) : fclose(f))
 			return TLCM_EIO;
 	}

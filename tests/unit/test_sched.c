@@ -6,12 +6,14 @@
  * `probe` (detects two threads inside one node), `failer` (fails on a
  * chosen message), `ticker` (counts ticks), `ctl` (sends one control
  * message), `phaser`, `latch`, `counter` and `hold` (a source playing
- * phases with tlcm_graph_idle()). Checks: exactly-once
+ * phases with tlcm_graph_idle()), `vsrc` and `vsink` (emits verified or
+ * not, and what consumers make of them). Checks: exactly-once
  * delivery on block edges including the drain after a stop,
  * back-pressure reaching the source, drop policies accounting for every
  * message, fan-out, actor exclusivity, on_error policies, the control
  * port, the idle barrier, per-node busy time, a stop request ending its
- * own run only (`linger`), no livelock when both workers help along a
+ * own run only (`linger`), verification once per message for all the
+ * edges of a checked emit, no livelock when both workers help along a
  * full chain.
  */
 #define _GNU_SOURCE
@@ -22,6 +24,7 @@
 #include "engine/graph.h"
 #include "engine/log.h"
 #include "engine/sched.h"
+#include "fb/blob_fb.h"
 #include "fb/control_fb.h"
 #include "nodes/nodes.h"
 #include "tests/tlcm_test.h"
@@ -405,6 +408,97 @@ static const tlcm_node_type_t linger_type = {
 	.init = linger_init, .tick = linger_tick, .eos = linger_eos};
 
 /* ---- helpers ---- */
+
+/* vsrc: emits `count` Blobs, each way a node can: `checked`
+ * (tlcm_emit_end_checked), `plain` (tlcm_emit_end), `raw` (tlcm_emit of
+ * the same bytes), or `bad` (checked against a verifier that refuses:
+ * nothing may go out, every call must fail with TLCM_EINVAL). vsink
+ * counts what arrives as tlcm_msg_verified() says and checks that
+ * tlcm_expect_msg() takes each message. */
+static atomic_int vsrc_refused;
+static atomic_int vsink_seen, vsink_verified, vsink_bad;
+
+static const tlcm_port_desc_t blob_out[] = {{"out", "BLOB", "", 0}, {0}};
+static const tlcm_port_desc_t blob_in[] = {{"in", "BLOB", "", 0}, {0}};
+static const tlcm_param_desc_t vsrc_params[] = {
+	{"mode", TLCM_P_ENUM, "checked", "", 0, 0, "checked|plain|raw|bad", 0},
+	{"count", TLCM_P_INT, "100", "", 1, 100000, NULL, 0},
+	{0}};
+
+static int refuse_all(const void *buf, size_t len, const char **why)
+{
+	(void)buf;
+	(void)len;
+	*why = "refused by the test";
+	return TLCM_EINVAL;
+}
+
+static int vsrc_init(tlcm_ctx_t *ctx, void *st)
+{
+	*(int64_t *)st = tlcm_param_int(ctx, "count");
+	tlcm_set_tick(ctx, 0);
+	return 0;
+}
+
+static int vsrc_tick(tlcm_ctx_t *ctx, void *st, uint64_t now)
+{
+	(void)now;
+	int64_t *left = st;
+	if (*left <= 0)
+		return TLCM_ECLOSED;
+	const char *mode = tlcm_param_str(ctx, "mode");
+	tlcm_fbb_t b;
+	int rc = tlcm_emit_begin(ctx, 0, &b, 128);
+	if (rc)
+		return rc;
+	tlcm_Blob_start(&b);
+	tlcm_Blob_add_seq(&b, (uint64_t)*left);
+	tlcm_fbb_ref_t root = tlcm_Blob_end(&b);
+	(*left)--;
+	if (!strcmp(mode, "plain"))
+		rc = tlcm_emit_end(ctx, 0, &b, root, tlcm_Blob_IDENTIFIER);
+	else if (!strcmp(mode, "checked"))
+		rc = tlcm_emit_end_checked(ctx, 0, &b, root,
+					   tlcm_Blob_IDENTIFIER,
+					   tlcm_Blob_verify_as_root);
+	else if (!strcmp(mode, "bad")) {
+		rc = tlcm_emit_end_checked(ctx, 0, &b, root,
+					   tlcm_Blob_IDENTIFIER, refuse_all);
+		atomic_fetch_add(&vsrc_refused, rc == TLCM_EINVAL);
+		rc = 0;
+	} else { /* raw: the finished bytes through tlcm_emit */
+		size_t size;
+		const void *buf = tlcm_fbb_finish(&b, root,
+						  tlcm_Blob_IDENTIFIER, &size);
+		uint8_t copy[128];
+		memcpy(copy, buf, size);
+		rc = tlcm_emit(ctx, 0, tlcm_Blob_IDENTIFIER, copy, size);
+	}
+	return rc == TLCM_EAGAIN ? 0 : rc;
+}
+
+static const tlcm_node_type_t vsrc_type = {
+	.name = "vsrc", .doc = "emit Blobs, verified or not",
+	.outputs = blob_out, .params = vsrc_params,
+	.state_size = sizeof(int64_t), .init = vsrc_init, .tick = vsrc_tick};
+
+static int vsink_process(tlcm_ctx_t *ctx, void *st, int port,
+			 const tlcm_msg_t *m)
+{
+	(void)st;
+	(void)port;
+	uint64_t bad = 0;
+	atomic_fetch_add(&vsink_seen, 1);
+	atomic_fetch_add(&vsink_verified, tlcm_msg_verified(ctx, m));
+	if (tlcm_expect_msg(ctx, m, &bad, "in", "Blob", tlcm_Blob_IDENTIFIER,
+			    tlcm_Blob_verify_as_root))
+		atomic_fetch_add(&vsink_bad, 1);
+	return 0;
+}
+
+static const tlcm_node_type_t vsink_type = {
+	.name = "vsink", .doc = "count verified messages", .inputs = blob_in,
+	.process = vsink_process};
 
 static tlcm_registry_t reg;
 
@@ -873,6 +967,46 @@ static void chain_no_livelock(void)
 	}
 }
 
+/* A message verified by its producer (tlcm_emit_end_checked) is marked
+ * so on every edge and its consumers' tlcm_expect_msg trusts it; plain
+ * and raw emits are not marked; one that fails verification is not sent. */
+static void verified_once(void)
+{
+	static const struct {
+		const char *mode;
+		int verified, sent;
+	} cases[] = {{"checked", 1, 1}, {"plain", 0, 1}, {"raw", 0, 1},
+		     {"bad", 0, 0}};
+	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		char yaml[512];
+		snprintf(yaml, sizeof yaml,
+			 "graph: v\n"
+			 "nodes:\n"
+			 "  src: { type: vsrc, params: { mode: %s, count: 50 } }\n"
+			 "  a: { type: vsink }\n"
+			 "  b: { type: vsink, thread: own }\n"
+			 "edges:\n"
+			 "  - { from: src.out, to: a.in }\n"
+			 "  - { from: src.out, to: b.in }\n",
+			 cases[k].mode);
+		atomic_store(&vsink_seen, 0);
+		atomic_store(&vsink_verified, 0);
+		atomic_store(&vsink_bad, 0);
+		atomic_store(&vsrc_refused, 0);
+		tlcm_graph_t *g = load(yaml, NULL, 0);
+		tlcm_run_result_t res;
+		CHECK_INT(run(g, 0, &res), 0);
+		int sent = cases[k].sent ? 100 : 0; /* 50 to each sink */
+		CHECK_INT(atomic_load(&vsink_seen), sent);
+		CHECK_INT(atomic_load(&vsink_verified),
+			  cases[k].verified ? sent : 0);
+		CHECK_INT(atomic_load(&vsink_bad), 0);
+		CHECK_INT(atomic_load(&vsrc_refused), cases[k].sent ? 0 : 50);
+		tlcm_run_result_fini(&res);
+		tlcm_graph_free(g);
+	}
+}
+
 int main(void)
 {
 	tlcm_log_level = TLCM_LOG_ERROR;
@@ -889,6 +1023,8 @@ int main(void)
 	tlcm_registry_add(&reg, &counter_type);
 	tlcm_registry_add(&reg, &hold_type);
 	tlcm_registry_add(&reg, &linger_type);
+	tlcm_registry_add(&reg, &vsrc_type);
+	tlcm_registry_add(&reg, &vsink_type);
 	exactly_once_with_backpressure();
 	drain_on_stop();
 	policies_and_fanout();
@@ -899,6 +1035,7 @@ int main(void)
 	sets_override();
 	idle_barrier();
 	stop_is_per_run();
+	verified_once();
 	chain_no_livelock(); /* last: see there */
 	tlcm_registry_fini(&reg);
 	return tlcm_test_done();
