@@ -127,6 +127,29 @@ static tlcm_graph_t *load(const char *yaml)
 	return g;
 }
 
+/* Run g to its end: it must end well. */
+static void run_ok(tlcm_graph_t *g, tlcm_run_result_t *res)
+{
+	tlcm_run_opts_t o = {.quiet = true, .headless = true};
+	CHECK_INT(tlcm_graph_run(g, &o, res), 0);
+	CHECK_STR(res->why, "");
+}
+
+/* A number in a sink's JSON report (nodes/test/sink.c). */
+static unsigned long long report_field(const char *path, const char *key)
+{
+	char buf[512] = "", k[64];
+	FILE *f = fopen(path, "r");
+	if (f) {
+		CHECK(fread(buf, 1, sizeof buf - 1, f) > 0);
+		fclose(f);
+	}
+	snprintf(k, sizeof k, "\"%s\":", key);
+	const char *p = strstr(buf, k);
+	CHECK(p != NULL);
+	return p ? strtoull(p + strlen(k), NULL, 10) : 0;
+}
+
 static void crash_once(void)
 {
 	char yaml[1024], report[128];
@@ -145,10 +168,8 @@ static void crash_once(void)
 		 "  - { from: c.out, to: sink.in, capacity: 16KiB }\n",
 		 dir, dir, report);
 	tlcm_graph_t *g = load(yaml);
-	tlcm_run_opts_t o = {.quiet = true, .headless = true};
 	tlcm_run_result_t res;
-	CHECK_INT(tlcm_graph_run(g, &o, &res), 0);
-	CHECK_STR(res.why, "");
+	run_ok(g, &res);
 	CHECK_UINT(res.nodes[1].restarts, 1);
 	CHECK_UINT(res.nodes[1].errors, 1);
 	tlcm_run_result_fini(&res);
@@ -158,21 +179,10 @@ static void crash_once(void)
 	CHECK(access(m, F_OK) == 0); /* it did crash */
 	/* the sink saw every message (gaps would be losses); the batch in
 	 * flight at the crash may have come twice (reordered) */
-	FILE *f = fopen(report, "r");
-	char buf[512] = "";
-	if (f) {
-		CHECK(fread(buf, 1, sizeof buf - 1, f) > 0);
-		fclose(f);
-	}
-	CHECK_CONTAINS(buf, "\"missing\":0");
-	CHECK_CONTAINS(buf, "\"last_seq\":20000");
-	unsigned long long count = 0, reordered = 99999;
-	const char *p = strstr(buf, "\"count\":");
-	if (p)
-		count = strtoull(p + 8, NULL, 10);
-	p = strstr(buf, "\"reordered\":");
-	if (p)
-		reordered = strtoull(p + 12, NULL, 10);
+	CHECK_UINT(report_field(report, "missing"), 0);
+	CHECK_UINT(report_field(report, "last_seq"), 20000);
+	unsigned long long count = report_field(report, "count"),
+			   reordered = report_field(report, "reordered");
 	CHECK(count >= 20000 && count <= 20000 + 64);
 	CHECK(reordered <= 64);
 	fprintf(stderr, "crash once: sink count %llu (duplicates %llu)\n",
@@ -568,20 +578,6 @@ static void graph_killed(void)
  * checked emits (tlcm_emit_end_checked) reach one sink from an isolated
  * node, whose process writes the ring, and another from a node in this
  * process; only the second sink may skip verifying. */
-static unsigned long long report_field(const char *path, const char *key)
-{
-	char buf[512] = "", k[64];
-	FILE *f = fopen(path, "r");
-	if (f) {
-		CHECK(fread(buf, 1, sizeof buf - 1, f) > 0);
-		fclose(f);
-	}
-	snprintf(k, sizeof k, "\"%s\":", key);
-	const char *p = strstr(buf, k);
-	CHECK(p != NULL);
-	return p ? strtoull(p + strlen(k), NULL, 10) : 0;
-}
-
 static void verified_not_from_isolated(void)
 {
 	char yaml[1024], ra[128], rb[128];
@@ -601,10 +597,8 @@ static void verified_not_from_isolated(void)
 		 "  - { from: local.out, to: b.in }\n",
 		 dir, ra, rb);
 	tlcm_graph_t *g = load(yaml);
-	tlcm_run_opts_t o = {.quiet = true, .headless = true};
 	tlcm_run_result_t res;
-	CHECK_INT(tlcm_graph_run(g, &o, &res), 0);
-	CHECK_STR(res.why, "");
+	run_ok(g, &res);
 	tlcm_run_result_fini(&res);
 	tlcm_graph_free(g);
 	CHECK_UINT(report_field(ra, "count"), 500);
