@@ -143,9 +143,13 @@ static void rounds_free(round_t *r, int n)
 
 /* The per-frame figures of one round (NAN where a run is missing). */
 typedef struct {
-	double busy, busy_front, busy_ratio; /* lifecycle over front busy */
-	double cpu, cpu_front, cpu_ratio;    /* loop over front-only graph */
-	double wall, wall_front, wall_ratio; /* ditto, minus 1 */
+	/* µs per frame of the loop graph's nodes (all, the front's), and
+	 * the lifecycle's busy time over the front's */
+	double busy, busy_front, busy_ratio;
+	/* µs per frame of the loop graph and of the front-only graph, and
+	 * the first over the second minus 1: process CPU, then wall time */
+	double cpu, cpu_front, cpu_ratio;
+	double wall, wall_front, wall_ratio;
 } per_frame_t;
 
 static per_frame_t per_frame(const round_t *r)

@@ -71,14 +71,14 @@ static inline const void *tlcm_msg_data(const tlcm_msg_t *m)
 	return (const uint8_t *)m + TLCM_MSG_HDR;
 }
 
-/* What the producer says about a message; zero fields get defaults (type
- * "\0\0\0\0", ts = now, trace 0). */
 /* A flag the producer may give a message (tlcm_msg_meta_t.flags), kept in
  * the header beside the ring's own state bits: the payload was verified
  * against the schema of its type when it was emitted
  * (tlcm_emit_end_checked). */
 #define TLCM_MSG_VERIFIED 0x100u
 
+/* What the producer says about a message; zero fields get defaults (type
+ * "\0\0\0\0", ts = now, trace 0, no flags). */
 typedef struct tlcm_msg_meta {
 	char type[4];
 	uint64_t ts_ns;
