@@ -388,6 +388,16 @@ static int create_store(const char *path, bool redo, char *why,
 	return rc;
 }
 
+/* Add name to the families the opening will open (and create), unless
+ * it is there already; s->names has room. */
+static void open_family_too(tlcm_store_t *s, const char *name)
+{
+	for (size_t j = 0; j < s->ncf; j++)
+		if (!strcmp(s->names[j], name))
+			return;
+	s->names[s->ncf++] = strdup(name);
+}
+
 static int open_store(tlcm_store_t **out, const char *path,
 		      const tlcm_store_opts_t *o, char *why, size_t whylen)
 {
@@ -495,21 +505,13 @@ static int open_store(tlcm_store_t **out, const char *path,
 		s->names[s->ncf++] = strdup(listed[i]);
 	if (listed)
 		rocksdb_list_column_families_destroy(listed, nlisted);
-	for (size_t i = 0; i < NSYSTEM && !opt.read_only; i++) {
-		bool have = false;
-		for (size_t j = 0; j < s->ncf; j++)
-			have |= !strcmp(s->names[j], system_families[i]);
-		if (!have)
-			s->names[s->ncf++] = strdup(system_families[i]);
-	}
-	for (size_t i = 0; i < opt.nnodes && !opt.read_only; i++) {
+	for (size_t i = 0; i < NSYSTEM && !opt.read_only; i++)
+		open_family_too(s, system_families[i]);
+	for (size_t i = 0; i < opt.nnodes && !opt.read_only &&
+			   s->ncf < MAX_FAMILIES; i++) {
 		char fname[300];
 		node_family(opt.nodes[i], fname, sizeof fname);
-		bool have = false;
-		for (size_t j = 0; j < s->ncf; j++)
-			have |= !strcmp(s->names[j], fname);
-		if (!have && s->ncf < MAX_FAMILIES)
-			s->names[s->ncf++] = strdup(fname);
+		open_family_too(s, fname);
 	}
 	/* The families holding packages. Their keys arrive in order per
 	 * 3-byte prefix (q/<priority> then the creation time; i/, h/, p/
